@@ -1,0 +1,61 @@
+"""The ``ledger`` command.
+
+Each command group lives in its own module under ``ledger_api/_cli/`` and exposes
+``register(subparsers)``; this module only assembles them and turns library errors into one
+readable line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ledger_api.errors import LedgerError
+
+__all__ = ["main"]
+
+#: Command-group modules, in the order they appear in ``ledger --help``.
+_GROUPS = ("ledger_api._cli.node", "ledger_api._cli.documents")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ledger", description="Customs document-provenance ledger."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show diagnostics on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in _GROUPS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # a group not built yet must not break the others
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ledger`` command; returns the process exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args) or 0)
+    except LedgerError as exc:
+        message = exc.diagnostics() if args.verbose else str(exc)
+        print(f"ledger: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

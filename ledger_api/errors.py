@@ -1,0 +1,322 @@
+"""One exception root for the whole library.
+
+Every error raised on purpose by ``ledger_api`` derives from :class:`LedgerError`; foreign
+exceptions are wrapped at the boundary (``raise ChainUnavailable(url) from exc``). Each error says
+what happened (``str(err)``) and what a person should do next (``err.diagnostics()``).
+
+The tree::
+
+    LedgerError
+    ├── ConfigurationError            settings missing, malformed or unsafe
+    ├── ToolchainError                compiler / node executable missing or misbehaving
+    │   └── ArtifactMismatch          committed ABI/bytecode differ from a fresh compile
+    ├── ChainError                    anything that went wrong talking to the EVM node
+    │   ├── ChainUnavailable          the JSON-RPC endpoint cannot be reached
+    │   ├── DeploymentError           a deployment or bootstrap step failed
+    │   └── ContractRevert            a transaction reverted with a known custom error
+    └── DocumentError                 content stores, CIDs, CAR, envelopes, Merkle batches
+        ├── DocumentTooLarge          input over the configured size limit (refused before reading it all)
+        ├── DocumentNotFound          no such CID / block in the store
+        ├── IntegrityError            bytes do not hash to the CID they were fetched under
+        ├── InvalidCid                a string / bytes value is not a CID we understand
+        ├── MalformedBlock            a dag-pb / UnixFS block or CBOR header cannot be decoded
+        ├── TruncatedCar              a CAR stream ends in the middle of a header or section
+        ├── StoreUnavailable          the IPFS RPC endpoint (or the store directory) cannot be used
+        ├── CanonicalizationError     a value has no RFC 8785 canonical JSON form
+        ├── EnvelopeError             encrypted-document envelope problems
+        │   ├── UnsupportedEnvelope   unknown magic / version / algorithm
+        │   ├── TamperedEnvelope      the ciphertext or its header failed authentication
+        │   ├── DecryptionError       the key material cannot open the envelope
+        │   │   └── WrongKey          this agency's private key (or password) does not fit
+        │   └── AccessRevoked         no key wrap for this agency (never granted, revoked or shredded)
+        └── ProofError                a Merkle / disclosure proof does not lead to the expected root
+
+Sections below are owned by the package named in their heading; keep each subtree together.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactMismatch",
+    "ChainError",
+    "ChainUnavailable",
+    "ConfigurationError",
+    "ContractRevert",
+    "DeploymentError",
+    "AccessRevoked",
+    "CanonicalizationError",
+    "DecryptionError",
+    "DocumentError",
+    "DocumentNotFound",
+    "DocumentTooLarge",
+    "EnvelopeError",
+    "IntegrityError",
+    "InvalidCid",
+    "MalformedBlock",
+    "ProofError",
+    "StoreUnavailable",
+    "TamperedEnvelope",
+    "TruncatedCar",
+    "UnsupportedEnvelope",
+    "WrongKey",
+    "LedgerError",
+    "ToolchainError",
+]
+
+
+class LedgerError(Exception):
+    """Root of every error ``ledger_api`` raises on purpose."""
+
+    #: A stable machine-readable code (used by the HTTP problem+json ``type`` and CLI output).
+    code: str = "ledger-error"
+
+    def diagnostics(self) -> str:
+        """Tell a person what to do next. Subclasses override with specific advice."""
+        return f"{self}\nIf this keeps happening, run with --verbose and report the output."
+
+
+# --- configuration / toolchain -----------------------------------------------------------------
+
+
+class ConfigurationError(LedgerError):
+    """Settings are missing, malformed, or unsafe for the selected environment."""
+
+    code = "configuration"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nCheck the LEDGER_* environment variables (see docs/operations.md)."
+
+
+class ToolchainError(LedgerError):
+    """A required tool (solc wrapper, anvil) is missing or misbehaves."""
+
+    code = "toolchain"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nRun `make dev` to (re)install the toolchain."
+
+
+class ArtifactMismatch(ToolchainError):
+    """The committed contract artifacts differ from what the sources compile to."""
+
+    code = "artifact-mismatch"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nRegenerate them with `make artifacts` and commit the result."
+
+
+# --- chain ---------------------------------------------------------------------------------------
+
+
+class ChainError(LedgerError):
+    """Something went wrong talking to the EVM node."""
+
+    code = "chain"
+
+
+class ChainUnavailable(ChainError):
+    """The JSON-RPC endpoint cannot be reached."""
+
+    code = "chain-unavailable"
+
+    def __init__(self, rpc_url: str, reason: str = "") -> None:
+        self.rpc_url = rpc_url
+        super().__init__(f"EVM node at {rpc_url} is unreachable" + (f": {reason}" if reason else ""))
+
+    def diagnostics(self) -> str:
+        return f"{self}\nIs the node running? `ledger node status` shows the embedded anvil."
+
+
+class DeploymentError(ChainError):
+    """A deployment or bootstrap step failed."""
+
+    code = "deployment"
+
+
+class ContractRevert(ChainError):
+    """A call reverted with a custom error of our contracts, decoded by selector."""
+
+    code = "contract-revert"
+
+    def __init__(self, error_name: str, args: dict[str, object]) -> None:
+        self.error_name = error_name
+        self.args_by_name = args
+        rendered = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        super().__init__(f"{error_name}({rendered})")
+
+
+# --- documents (owned by ledger_api.documents) ---------------------------------------------------
+
+
+class DocumentError(LedgerError):
+    """Root of content-store, CID, encryption and Merkle errors."""
+
+    code = "document"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nSee docs/documents.md for the content stores, envelopes and Merkle batches."
+
+
+class DocumentTooLarge(DocumentError):
+    """The input is larger than the limit; refused before it was read completely."""
+
+    code = "document-too-large"
+
+    def __init__(self, *, limit: int, seen: int) -> None:
+        self.limit = limit
+        self.seen = seen
+        super().__init__(
+            f"document exceeds the size limit of {limit} bytes (at least {seen} bytes seen)"
+        )
+
+    def diagnostics(self) -> str:
+        return f"{self}\nSplit the document or raise max_size (LEDGER_* settings) deliberately."
+
+
+class DocumentNotFound(DocumentError):
+    """The store holds no block or document under this CID."""
+
+    code = "document-not-found"
+
+    def __init__(self, cid: str, where: str = "") -> None:
+        self.cid = cid
+        super().__init__(f"no document {cid} in the store" + (f" ({where})" if where else ""))
+
+    def diagnostics(self) -> str:
+        return f"{self}\nCheck the CID, or import the document (e.g. from a CAR file) first."
+
+
+class IntegrityError(DocumentError):
+    """Bytes fetched under a CID do not hash to it; the bytes are never returned."""
+
+    code = "integrity"
+
+    def __init__(self, cid: str, detail: str = "") -> None:
+        self.cid = cid
+        super().__init__(
+            f"content fetched for {cid} does not match its CID" + (f": {detail}" if detail else "")
+        )
+
+    def diagnostics(self) -> str:
+        return (
+            f"{self}\nThe store or a node on the way returned altered data. Fetch it from another"
+            " agency's node and report the store that served it (integrity watch)."
+        )
+
+
+class InvalidCid(DocumentError):
+    """A value is not a CID (or uses a codec / hash this library does not handle)."""
+
+    code = "invalid-cid"
+
+
+class MalformedBlock(DocumentError):
+    """A dag-pb / UnixFS block or a CAR header cannot be decoded."""
+
+    code = "malformed-block"
+
+
+class TruncatedCar(DocumentError):
+    """A CAR stream ends in the middle of its header or a section."""
+
+    code = "truncated-car"
+
+    def __init__(self, *, offset: int, detail: str) -> None:
+        self.offset = offset
+        super().__init__(f"CAR data truncated at byte {offset}: {detail}")
+
+    def diagnostics(self) -> str:
+        return f"{self}\nThe file was cut short; export or download it again."
+
+
+class StoreUnavailable(DocumentError):
+    """The content store cannot be reached or used."""
+
+    code = "store-unavailable"
+
+    def __init__(self, location: str, reason: str = "") -> None:
+        self.location = location
+        super().__init__(
+            f"content store at {location} is unavailable" + (f": {reason}" if reason else "")
+        )
+
+    def diagnostics(self) -> str:
+        return f"{self}\nIs the IPFS daemon running and its RPC API reachable from here?"
+
+
+class CanonicalizationError(DocumentError):
+    """A value has no RFC 8785 canonical JSON form (NaN, non-string keys, huge ints, ...)."""
+
+    code = "canonicalization"
+
+
+class EnvelopeError(DocumentError):
+    """Root of encrypted-document envelope errors."""
+
+    code = "envelope"
+
+
+class UnsupportedEnvelope(EnvelopeError):
+    """Unknown envelope magic, format version or algorithm."""
+
+    code = "unsupported-envelope"
+
+
+class TamperedEnvelope(EnvelopeError):
+    """The envelope's ciphertext or authenticated header failed AES-GCM authentication."""
+
+    code = "tampered-envelope"
+
+    def __init__(self, document_id: str, detail: str = "") -> None:
+        self.document_id = document_id
+        super().__init__(
+            f"envelope of document {document_id!r} failed authentication"
+            + (f": {detail}" if detail else "")
+        )
+
+    def diagnostics(self) -> str:
+        return f"{self}\nThe stored envelope was altered; fetch it again by its CID and compare."
+
+
+class DecryptionError(EnvelopeError):
+    """The key material cannot open the envelope."""
+
+    code = "decryption"
+
+
+class WrongKey(DecryptionError):
+    """The private key (or the password protecting it) does not fit."""
+
+    code = "wrong-key"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nUse the key of the agency the document was granted to (and its password)."
+
+
+class AccessRevoked(EnvelopeError):
+    """The envelope carries no key wrap for this agency (never granted, revoked, or shredded)."""
+
+    code = "access-revoked"
+
+    def __init__(self, document_id: str, agency_id: str) -> None:
+        self.document_id = document_id
+        self.agency_id = agency_id
+        super().__init__(f"agency {agency_id!r} holds no key for document {document_id!r}")
+
+    def diagnostics(self) -> str:
+        return f"{self}\nAsk the declarant or the jurisdiction to grant access to this agency."
+
+
+class ProofError(DocumentError):
+    """A Merkle or selective-disclosure proof does not lead to the expected root."""
+
+    code = "proof"
+
+    def __init__(self, *, expected_root: str, detail: str = "") -> None:
+        self.expected_root = expected_root
+        super().__init__(
+            f"proof does not verify against root {expected_root}" + (f": {detail}" if detail else "")
+        )
+
+    def diagnostics(self) -> str:
+        return f"{self}\nThe proof belongs to another tree/commitment, or the value was altered."
