@@ -15,7 +15,7 @@ The tree::
     │   ├── DeploymentError           a deployment or bootstrap step failed
     │   └── ContractRevert            a transaction reverted with a known custom error
     └── DocumentError                 content stores, CIDs, CAR, envelopes, Merkle batches
-        ├── DocumentTooLarge          input over the configured size limit (refused before reading it all)
+        ├── DocumentTooLarge          input over the size limit (refused before reading it all)
         ├── DocumentNotFound          no such CID / block in the store
         ├── IntegrityError            bytes do not hash to the CID they were fetched under
         ├── InvalidCid                a string / bytes value is not a CID we understand
@@ -28,7 +28,7 @@ The tree::
         │   ├── TamperedEnvelope      the ciphertext or its header failed authentication
         │   ├── DecryptionError       the key material cannot open the envelope
         │   │   └── WrongKey          this agency's private key (or password) does not fit
-        │   └── AccessRevoked         no key wrap for this agency (never granted, revoked or shredded)
+        │   └── AccessRevoked         no key wrap for this agency (not granted, revoked, shredded)
         └── ProofError                a Merkle / disclosure proof does not lead to the expected root
 
 Sections below are owned by the package named in their heading; keep each subtree together.
@@ -154,7 +154,7 @@ class DocumentError(LedgerError):
     code = "document"
 
     def diagnostics(self) -> str:
-        return f"{self}\nSee docs/documents.md for the content stores, envelopes and Merkle batches."
+        return f"{self}\nSee docs/documents.md (content stores, envelopes, Merkle batches)."
 
 
 class DocumentTooLarge(DocumentError):
@@ -290,7 +290,7 @@ class WrongKey(DecryptionError):
     code = "wrong-key"
 
     def diagnostics(self) -> str:
-        return f"{self}\nUse the key of the agency the document was granted to (and its password)."
+        return f"{self}\nUse the key of an agency the document was granted to (and its password)."
 
 
 class AccessRevoked(EnvelopeError):
@@ -315,7 +315,8 @@ class ProofError(DocumentError):
     def __init__(self, *, expected_root: str, detail: str = "") -> None:
         self.expected_root = expected_root
         super().__init__(
-            f"proof does not verify against root {expected_root}" + (f": {detail}" if detail else "")
+            f"proof does not verify against root {expected_root}"
+            + (f": {detail}" if detail else "")
         )
 
     def diagnostics(self) -> str:
