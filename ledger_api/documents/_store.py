@@ -243,34 +243,37 @@ class LocalStore(ContentStore):
             if key in seen:
                 return
             seen.add(key)
-            target = self._block_path(cid)
-            if target.exists():
+            if self._block_path(cid).exists():
                 return
             tmp = staging / key
-            with open(tmp, "wb") as fh:
-                fh.write(block)
-                if self.durable:
-                    os.fsync(fh.fileno())
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(block)
+                    if self.durable:
+                        os.fsync(fh.fileno())
+            except OSError as exc:
+                raise StoreUnavailable(str(self.root), str(exc)) from exc
             staged.append((cid, tmp))
 
         try:
             builder = DagBuilder(cid_version=cid_version, sink=sink)
-            for chunk in _chunks(source, max_size):
+            for chunk in _chunks(source, max_size):  # source errors propagate unchanged
                 builder.feed(chunk)
             root = builder.finish()
-            touched: set[Path] = set()
-            for cid, tmp in staged:
-                target = self._block_path(cid)
-                target.parent.mkdir(exist_ok=True)
-                os.replace(tmp, target)
-                touched.add(target.parent)
-            if self.durable:
-                for directory in touched:
-                    _fsync_dir(directory)
+            try:
+                touched: set[Path] = set()
+                for cid, tmp in staged:
+                    target = self._block_path(cid)
+                    target.parent.mkdir(exist_ok=True)
+                    os.replace(tmp, target)
+                    touched.add(target.parent)
+                if self.durable:
+                    for directory in touched:
+                        _fsync_dir(directory)
+            except OSError as exc:
+                raise StoreUnavailable(str(self.root), str(exc)) from exc
             if pin:
                 self.pin(root)
-        except OSError as exc:
-            raise StoreUnavailable(str(self.root), str(exc)) from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return StoredDocument(cid=str(root), size=builder.size)
