@@ -1,0 +1,69 @@
+# Customs document-provenance ledger — developer entry points.
+#   make run    set everything up, start the embedded anvil, deploy + bootstrap once, print addresses
+#   make test   set everything up and run every test suite (contracts under brownie, then Python)
+# Everything is installed from PyPI / npm only; targets are idempotent (stamp files).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BVENV := .venv-brownie
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: dev run test test-contracts test-python artifacts artifacts-check gas lint bench clean stop
+
+dev: node_modules/.installed $(VENV)/.installed $(BVENV)/.installed ipfs-tools
+	@$(VENV)/bin/python scripts/toolchain/install_solc.py >/dev/null
+	@scripts/toolchain/brownie_networks.sh
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	@touch $@
+
+$(BVENV)/.installed: scripts/toolchain/brownie-requirements.txt
+	test -x $(BVENV)/bin/python || $(PYTHON) -m venv $(BVENV)
+	$(BVENV)/bin/pip install --quiet -r scripts/toolchain/brownie-requirements.txt
+	@touch $@
+
+# js-ipfs daemons for the integration tests (scripts/ipfs has its own package.json).
+ipfs-tools:
+	@if [ -x scripts/ipfs/setup.sh ]; then scripts/ipfs/setup.sh; fi
+
+run: dev
+	$(VENV)/bin/ledger up
+
+stop:
+	$(VENV)/bin/ledger node stop
+
+test: dev
+	scripts/run_tests.sh
+
+test-contracts: dev
+	scripts/run_tests.sh contracts
+
+test-python: dev
+	scripts/run_tests.sh python
+
+artifacts: dev
+	$(VENV)/bin/python scripts/build_artifacts.py
+
+artifacts-check: dev
+	$(VENV)/bin/python scripts/build_artifacts.py --check
+
+gas: dev
+	$(VENV)/bin/python scripts/gas_table.py
+
+lint: dev
+	$(VENV)/bin/ruff check ledger_api oracles scripts tests bench
+	$(VENV)/bin/mypy
+
+bench: dev
+	@for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+clean:
+	rm -rf build reports .pytest_cache .hypothesis
