@@ -11,6 +11,7 @@ first (into a spooled temporary file, enforcing the size limit before anything i
 from __future__ import annotations
 
 import tempfile
+import warnings
 from typing import IO, Any
 
 import httpx
@@ -32,6 +33,18 @@ from ledger_api.errors import DocumentNotFound, IntegrityError, StoreUnavailable
 __all__ = ["IpfsStore"]
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+class _NamedReader:
+    """A file-like view with the ``name`` ipfshttpclient's multipart encoder insists on."""
+
+    name = "document"
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+
+    def read(self, size: int = -1) -> bytes:
+        return self._fh.read(size)
 
 
 def _api_url(multiaddr: str) -> str:
@@ -67,7 +80,10 @@ class IpfsStore(ContentStore):
 
     def _call(self, what: str, fn: Any, *args: Any, cid: str | None = None, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                # ipfshttpclient 0.7.0 passes urllib3 1.x `strict`; urllib3 2.x warns each call
+                warnings.filterwarnings("ignore", "The 'strict' parameter", FutureWarning)
+                return fn(*args, **kwargs)
         except ipfshttpclient.exceptions.TimeoutError as exc:
             if cid is not None:
                 raise DocumentNotFound(cid, f"{self.api}: not found within the timeout") from exc
@@ -125,7 +141,7 @@ class IpfsStore(ContentStore):
             options: dict[str, Any] = {"pin": pin, "chunker": "size-262144"}
             if cid_version == 1:
                 options.update(cid_version=1, raw_leaves=True)
-            result = self._call("add", self._client.add, spool, **options)
+            result = self._call("add", self._client.add, _NamedReader(spool), **options)
         reported = Cid.parse(result["Hash"])
         if reported != expected:
             raise IntegrityError(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
@@ -129,6 +130,11 @@ def _static_word(abi_type: str, value: Any) -> bytes:
 
 
 def _encoder(types: Sequence[str]) -> Any:
+    return _cached_encoder(tuple(types))
+
+
+@lru_cache(maxsize=64)
+def _cached_encoder(types: tuple[str, ...]) -> Any:
     if all(_STATIC.match(t) for t in types) and all(
         not t.startswith("bytes") or 1 <= int(t[5:]) <= 32 for t in types if t != "bool"
     ):
@@ -142,9 +148,9 @@ def _encoder(types: Sequence[str]) -> Any:
 
             return one_word
         return lambda value: b"".join(_static_word(t, v) for t, v in zip(types, value, strict=True))
-    types = list(types)
+    type_list = list(types)
     return lambda value: abi_encode(
-        types, [_normalize(t, v) for t, v in zip(types, value, strict=True)]
+        type_list, [_normalize(t, v) for t, v in zip(type_list, value, strict=True)]
     )
 
 
