@@ -25,9 +25,7 @@ EXIT_USAGE = 2
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ledger", description="Customs document-provenance ledger."
-    )
+    parser = argparse.ArgumentParser(prog="ledger", description="Customs document-provenance ledger.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show diagnostics on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _GROUPS:

@@ -34,9 +34,27 @@ def main():
     registry.setGovernedTarget(ledger, True, {"from": deployer})
     now = chain.time()
     agencies = [
-        ("CN-TJ-CUSTOMS", "Tianjin Customs District", b"CN", ROLES["CUSTOMS_AUTHORITY"] | ROLES["TRADER_REGISTRAR"], [accounts[4], accounts[5]]),
-        ("NL-RTM-CUSTOMS", "Rotterdam Customs", b"NL", ROLES["CUSTOMS_AUTHORITY"] | ROLES["PARTNER_CUSTOMS"], [accounts[6]]),
-        ("CN-TJ-CIQ-LAB", "Tianjin Inspection and Quarantine Laboratory", b"CN", ROLES["INSPECTION_AGENCY"], [accounts[7]]),
+        (
+            "CN-TJ-CUSTOMS",
+            "Tianjin Customs District",
+            b"CN",
+            ROLES["CUSTOMS_AUTHORITY"] | ROLES["TRADER_REGISTRAR"],
+            [accounts[4], accounts[5]],
+        ),
+        (
+            "NL-RTM-CUSTOMS",
+            "Rotterdam Customs",
+            b"NL",
+            ROLES["CUSTOMS_AUTHORITY"] | ROLES["PARTNER_CUSTOMS"],
+            [accounts[6]],
+        ),
+        (
+            "CN-TJ-CIQ-LAB",
+            "Tianjin Inspection and Quarantine Laboratory",
+            b"CN",
+            ROLES["INSPECTION_AGENCY"],
+            [accounts[7]],
+        ),
         ("CONSORTIUM-RISK", "Consortium Risk Selectivity Oracle", b"NL", ROLES["RISK_ORACLE"], [accounts[8]]),
         ("CONSORTIUM-AUDIT", "Consortium Audit Office", b"BE", ROLES["AUDITOR"], [accounts[9]]),
     ]

@@ -102,18 +102,41 @@ def default_consortium() -> ConsortiumSpec:
     """The embedded demo consortium."""
     return ConsortiumSpec(
         agencies=(
-            AgencySpec(agency_id="CN-TJ-CUSTOMS", name="Tianjin Customs District", country="CN",
-                       roles=(Role.CUSTOMS_AUTHORITY, Role.TRADER_REGISTRAR), signers=2),
-            AgencySpec(agency_id="NL-RTM-CUSTOMS", name="Rotterdam Customs", country="NL",
-                       roles=(Role.CUSTOMS_AUTHORITY, Role.PARTNER_CUSTOMS, Role.TRADER_REGISTRAR), signers=2),
-            AgencySpec(agency_id="CN-TJ-CIQ-LAB", name="Tianjin Inspection and Quarantine Laboratory",
-                       country="CN", roles=(Role.INSPECTION_AGENCY,)),
-            AgencySpec(agency_id="NL-NVWA", name="Netherlands Food and Consumer Product Safety Authority",
-                       country="NL", roles=(Role.INSPECTION_AGENCY,)),
-            AgencySpec(agency_id="CONSORTIUM-RISK", name="Consortium Risk Selectivity Oracle", country="NL",
-                       roles=(Role.RISK_ORACLE,)),
-            AgencySpec(agency_id="CONSORTIUM-AUDIT", name="Consortium Audit Office", country="BE",
-                       roles=(Role.AUDITOR,)),
+            AgencySpec(
+                agency_id="CN-TJ-CUSTOMS",
+                name="Tianjin Customs District",
+                country="CN",
+                roles=(Role.CUSTOMS_AUTHORITY, Role.TRADER_REGISTRAR),
+                signers=2,
+            ),
+            AgencySpec(
+                agency_id="NL-RTM-CUSTOMS",
+                name="Rotterdam Customs",
+                country="NL",
+                roles=(Role.CUSTOMS_AUTHORITY, Role.PARTNER_CUSTOMS, Role.TRADER_REGISTRAR),
+                signers=2,
+            ),
+            AgencySpec(
+                agency_id="CN-TJ-CIQ-LAB",
+                name="Tianjin Inspection and Quarantine Laboratory",
+                country="CN",
+                roles=(Role.INSPECTION_AGENCY,),
+            ),
+            AgencySpec(
+                agency_id="NL-NVWA",
+                name="Netherlands Food and Consumer Product Safety Authority",
+                country="NL",
+                roles=(Role.INSPECTION_AGENCY,),
+            ),
+            AgencySpec(
+                agency_id="CONSORTIUM-RISK",
+                name="Consortium Risk Selectivity Oracle",
+                country="NL",
+                roles=(Role.RISK_ORACLE,),
+            ),
+            AgencySpec(
+                agency_id="CONSORTIUM-AUDIT", name="Consortium Audit Office", country="BE", roles=(Role.AUDITOR,)
+            ),
         ),
         traders=(
             TraderSpec(label="trader-tj-electronics", registrar="CN-TJ-CUSTOMS", aeo=True),

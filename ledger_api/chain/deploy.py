@@ -11,14 +11,14 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives import serialization
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError
-from web3.types import TxReceipt
+from web3.types import Nonce, TxParams, TxReceipt
 
 from ledger_api.chain.artifacts import load_artifact
 from ledger_api.chain.consortium import ConsortiumSpec, default_consortium
@@ -73,9 +73,12 @@ class Deployment:
         """Read a record written by :meth:`save`."""
         try:
             raw = json.loads(path.read_text())
-            agencies = {k: AgencyRecord(index=v["index"], signers=tuple(v["signers"]),
-                                        encryption_public_key=v["encryption_public_key"])
-                        for k, v in raw.pop("agencies").items()}
+            agencies = {
+                k: AgencyRecord(
+                    index=v["index"], signers=tuple(v["signers"]), encryption_public_key=v["encryption_public_key"]
+                )
+                for k, v in raw.pop("agencies").items()
+            }
             raw["governors"] = tuple(raw["governors"])
             return cls(agencies=agencies, **raw)
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -104,14 +107,14 @@ class _Transactor:
         return self._nonces[account.address]
 
     def send(self, account: LocalAccount, call: ContractFunction | Any, what: str) -> TxReceipt:
-        params = {"from": account.address, "nonce": self._nonce(account), "chainId": self.chain_id}
+        params: TxParams = {"from": account.address, "nonce": Nonce(self._nonce(account)), "chainId": self.chain_id}
         try:
             tx = call.build_transaction(params)
         except (ContractCustomError, ContractLogicError) as exc:
             data = exc.data if isinstance(exc.data, str) else None
             decoded = decode_revert(bytes.fromhex(data[2:])) if data and data.startswith("0x") else None
             raise DeploymentError(f"{what} reverted: {decoded or exc}") from exc
-        signed = account.sign_transaction(tx)
+        signed = account.sign_transaction(cast(dict[str, Any], tx))
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         self._nonces[account.address] += 1
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
@@ -152,26 +155,39 @@ def deploy_consortium(w3: Web3, *, spec: ConsortiumSpec, keystore: Keystore, fun
     now = w3.eth.get_block("latest")["timestamp"]
     agencies: dict[str, AgencyRecord] = {}
     for index, agency in enumerate(spec.agencies, start=1):
-        public_key = keystore.encryption_key(agency.agency_id.lower()).public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        public_key = (
+            keystore.encryption_key(agency.agency_id.lower())
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         )
         agency_id = agency_id_bytes(agency.agency_id)
-        tx.send(deployer, registry.functions.addAgency(
-            agency_id, agency.name, agency.country.encode(), agency.role_mask, public_key, agency.ipfs_endpoint
-        ), f"add agency {agency.agency_id}")
+        tx.send(
+            deployer,
+            registry.functions.addAgency(
+                agency_id, agency.name, agency.country.encode(), agency.role_mask, public_key, agency.ipfs_endpoint
+            ),
+            f"add agency {agency.agency_id}",
+        )
         for signer in signers[agency.agency_id]:
-            tx.send(deployer, registry.functions.addSignerKey(agency_id, signer.address, now, now + KEY_VALIDITY_SECONDS),
-                    f"add signer key of {agency.agency_id}")
+            tx.send(
+                deployer,
+                registry.functions.addSignerKey(agency_id, signer.address, now, now + KEY_VALIDITY_SECONDS),
+                f"add signer key of {agency.agency_id}",
+            )
         agencies[agency.agency_id] = AgencyRecord(
-            index=index, signers=tuple(s.address for s in signers[agency.agency_id]),
+            index=index,
+            signers=tuple(s.address for s in signers[agency.agency_id]),
             encryption_public_key="0x" + public_key.hex(),
         )
     for kind, approvals in spec.dual_control.items():
         tx.send(deployer, ledger.functions.setApprovalsRequired(int(kind), approvals), f"dual control {kind.name}")
     for trader in spec.traders:
         registrar = signers[spec.agency(trader.registrar).agency_id][0]
-        tx.send(registrar, registry.functions.registerTrader(traders[trader.label].address, trader.aeo),
-                f"register trader {trader.label}")
+        tx.send(
+            registrar,
+            registry.functions.registerTrader(traders[trader.label].address, trader.aeo),
+            f"register trader {trader.label}",
+        )
     tx.send(deployer, registry.functions.finishBootstrap(), "finish bootstrap")
 
     return Deployment(
@@ -221,7 +237,9 @@ def ensure_deployed(settings: Settings, *, spec: ConsortiumSpec | None = None) -
         return record, False
     keystore = Keystore.from_settings(settings)
     record = deploy_consortium(
-        w3, spec=spec or default_consortium(), keystore=keystore,
+        w3,
+        spec=spec or default_consortium(),
+        keystore=keystore,
         fund=settings.embedded and w3.eth.chain_id == EMBEDDED_CHAIN_ID,
     )
     record.save(record_path)

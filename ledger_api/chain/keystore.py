@@ -61,8 +61,9 @@ class Keystore:
                 key = Account.decrypt(json.loads(path.read_text()), self._password)
             except ValueError as exc:
                 raise ConfigurationError(f"cannot unlock key {label!r}: wrong keystore password?") from exc
-            return Account.from_key(key)
-        account = Account.create()
+            unlocked: LocalAccount = Account.from_key(key)
+            return unlocked
+        account: LocalAccount = Account.create()
         keyfile = Account.encrypt(account.key, self._password, kdf="scrypt", iterations=_SCRYPT_N)
         self._write(path, json.dumps(keyfile).encode())
         return account

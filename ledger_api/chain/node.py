@@ -89,7 +89,9 @@ class AnvilNode:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise ChainUnavailable(self.rpc_url, f"anvil exited with {process.returncode}; see {self.state_dir}/anvil.log")
+                raise ChainUnavailable(
+                    self.rpc_url, f"anvil exited with {process.returncode}; see {self.state_dir}/anvil.log"
+                )
             if self.chain_id() == EMBEDDED_CHAIN_ID:
                 return True
             time.sleep(0.1)

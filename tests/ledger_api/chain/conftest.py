@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+
 import pytest
 
 from ledger_api.chain.node import AnvilNode
 from ledger_api.config import Settings
+
 
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
