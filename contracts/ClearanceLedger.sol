@@ -99,6 +99,8 @@ contract ClearanceLedger is IClearanceLedger, EIP712, Nonces {
         uint32 jurisdiction = _registry.authorizeSubmission(msg.sender, _registry.agencyByIndex(previous.jurisdiction).id);
         uint32 version = previous.version + 1;
         _storeDeclaration(commitment, cid, documents, jurisdiction, version, previousId);
+        // The MRN stays with the declaration across any chain of amendments.
+        if (previous.mrn != bytes32(0)) _declarations[commitment].mrn = previous.mrn;
         previous.status = DeclarationStatus.SUPERSEDED;
         previous.supersededBy = commitment;
         emit DeclarationAmended(commitment, previousId, msg.sender, version, cid, documents);
@@ -111,8 +113,8 @@ contract ClearanceLedger is IClearanceLedger, EIP712, Nonces {
         Declaration storage d = _known(declarationId);
         _authorizeJurisdiction(declarationId, d);
         if (d.status != DeclarationStatus.SUBMITTED) revert ClearanceLedgerInvalidStatus(declarationId, uint8(d.status));
-        bytes32 keep = d.previousId == bytes32(0) ? bytes32(0) : _declarations[d.previousId].mrn;
-        if (mrn == bytes32(0) || (keep != bytes32(0) ? mrn != keep : _byMrn[mrn] != bytes32(0))) {
+        bytes32 kept = d.mrn; // carried over from an accepted earlier version, if any
+        if (mrn == bytes32(0) || (kept != bytes32(0) ? mrn != kept : _byMrn[mrn] != bytes32(0))) {
             revert ClearanceLedgerInvalidMrn(declarationId, mrn);
         }
         d.mrn = mrn;

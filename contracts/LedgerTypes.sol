@@ -139,7 +139,7 @@ struct Declaration {
     Channel channel; // NONE until a risk oracle assigns one
     uint16 requiredStamps; // bit mask of {StampType} that RELEASE needs a PASS for
     uint32 version; // 1 for an original submission, +1 per amendment
-    bytes32 mrn; // Movement Reference Number assigned on acceptance (0 before)
+    bytes32 mrn; // Movement Reference Number: assigned on acceptance, carried over by amendments (0 before)
     bytes32 ruleSetHash; // sha256 of the rule set that produced the channel (0 before)
     bytes32 previousId; // declaration this one amends (0 for version 1)
     bytes32 supersededBy; // amendment that superseded this one (0 if none)

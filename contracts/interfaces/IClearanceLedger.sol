@@ -210,7 +210,8 @@ interface IClearanceLedger {
     ) external;
 
     /// @notice Amends a declaration: `commitment` becomes version n+1 (SUBMITTED) and supersedes
-    /// `previousId`. Stamps, channel and acceptance do not carry over; the MRN must be kept.
+    /// `previousId`. Stamps, channel and acceptance do not carry over; an MRN already assigned does
+    /// (the new version shows it and must be accepted under it).
     /// @dev Requirements: caller is the declarant and an ACTIVE trader; previous is SUBMITTED or
     /// ACCEPTED; same input rules as {submitDeclaration}. Emits {DeclarationAmended}.
     function amendDeclaration(
@@ -224,7 +225,8 @@ interface IClearanceLedger {
     /// @notice Accepts a SUBMITTED declaration and assigns its MRN; releases it at once when its
     /// channel is already GREEN without required stamps.
     /// @dev Requirements: caller is a valid key of the jurisdiction (CUSTOMS_AUTHORITY, ACTIVE); mrn
-    /// non-zero and unused, or equal to the amended version's MRN. Emits {DeclarationAccepted}.
+    /// non-zero and unused, or equal to the MRN carried over from an earlier version.
+    /// Emits {DeclarationAccepted}.
     function acceptDeclaration(bytes32 declarationId, bytes32 mrn) external;
 
     /// @notice Decides RELEASE / HOLD / REJECT / SEIZE. Takes effect at once when the kind needs one
