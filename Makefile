@@ -15,8 +15,10 @@ dev: node_modules/.installed $(VENV)/.installed $(BVENV)/.installed ipfs-tools
 	@$(VENV)/bin/python scripts/toolchain/install_solc.py >/dev/null
 	@scripts/toolchain/brownie_networks.sh
 
+# `npm install` (not `npm ci`): npm 11 writes only this platform's optional anvil binary into the
+# lockfile and `npm ci` then refuses it; `npm install` installs exactly the locked versions.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund
 	@touch $@
 
 $(VENV)/.installed: pyproject.toml
