@@ -112,9 +112,7 @@ class IpfsStore(ContentStore):
     def swarm_connect(self, multiaddr: str) -> None:
         """Connect to a peer. Raw RPC call: ipfshttpclient 0.7.0's ``swarm.connect`` is broken."""
         try:
-            response = httpx.post(
-                f"{self._url}/api/v0/swarm/connect", params={"arg": multiaddr}, timeout=30
-            )
+            response = httpx.post(f"{self._url}/api/v0/swarm/connect", params={"arg": multiaddr}, timeout=30)
         except httpx.HTTPError as exc:
             raise StoreUnavailable(self.api, f"swarm connect: {exc}") from exc
         if response.status_code != 200:
@@ -144,9 +142,7 @@ class IpfsStore(ContentStore):
             result = self._call("add", self._client.add, _NamedReader(spool), **options)
         reported = Cid.parse(result["Hash"])
         if reported != expected:
-            raise IntegrityError(
-                str(expected), f"node {self.api} stored it as {reported} (different DAG layout)"
-            )
+            raise IntegrityError(str(expected), f"node {self.api} stored it as {reported} (different DAG layout)")
         return StoredDocument(cid=str(expected), size=builder.size)
 
     def put_block(self, cid: Cid, block: bytes) -> None:

@@ -10,7 +10,9 @@
 
 ``abi.encode`` is done by ``eth-abi``; for leaves made only of static 32-byte types (``bytes32``,
 ``uintN``, ``intN``, ``address``, ``bool``, ``bytesN``) a direct word encoder is used instead
-(tested equal to ``eth-abi``) because it is ~20x faster. keccak256 comes from ``safe-pysha3``.
+(tested equal to ``eth-abi``) because it is ~20x faster. keccak256 comes from ``safe-pysha3``;
+whole-tree builds and proof folds use the native kernels of :mod:`._native` when they can be
+compiled (same results; the pure-Python path is the fallback and is tested too).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from eth_abi.abi import encode as abi_encode
 from sha3 import keccak_256  # type: ignore[import-untyped]
 
+from ledger_api.documents._native import load as load_native
 from ledger_api.errors import ProofError
 
 __all__ = ["MultiProof", "StandardMerkleTree", "keccak256", "leaf_hash"]
@@ -134,10 +137,16 @@ def _encoder(types: Sequence[str]) -> Any:
 
 
 @lru_cache(maxsize=64)
-def _cached_encoder(types: tuple[str, ...]) -> Any:
-    if all(_STATIC.match(t) for t in types) and all(
+def _is_static(types: tuple[str, ...]) -> bool:
+    """Every type encodes to exactly one 32-byte word (so a leaf is ``32 * len(types)`` bytes)."""
+    return all(_STATIC.match(t) for t in types) and all(
         not t.startswith("bytes") or 1 <= int(t[5:]) <= 32 for t in types if t != "bool"
-    ):
+    )
+
+
+@lru_cache(maxsize=64)
+def _cached_encoder(types: tuple[str, ...]) -> Any:
+    if _is_static(types):
         if list(types) == ["bytes32"]:
 
             def one_word(value: Sequence[Any]) -> bytes:
@@ -149,9 +158,7 @@ def _cached_encoder(types: tuple[str, ...]) -> Any:
             return one_word
         return lambda value: b"".join(_static_word(t, v) for t, v in zip(types, value, strict=True))
     type_list = list(types)
-    return lambda value: abi_encode(
-        type_list, [_normalize(t, v) for t, v in zip(type_list, value, strict=True)]
-    )
+    return lambda value: abi_encode(type_list, [_normalize(t, v) for t, v in zip(type_list, value, strict=True)])
 
 
 def leaf_hash(types: Sequence[str], value: Sequence[Any]) -> bytes:
@@ -196,9 +203,7 @@ def _parse_node(text: str | bytes, root_hex: str) -> bytes:
     return raw
 
 
-def _process_multiproof(
-    leaves: list[bytes], proof: list[bytes], flags: Sequence[bool], root_hex: str
-) -> bytes:
+def _process_multiproof(leaves: list[bytes], proof: list[bytes], flags: Sequence[bool], root_hex: str) -> bytes:
     if len(proof) < sum(1 for f in flags if not f) or len(leaves) + len(proof) != len(flags) + 1:
         raise ProofError(expected_root=root_hex, detail="multiproof has an invalid shape")
     stack = list(leaves)
@@ -213,6 +218,30 @@ def _process_multiproof(
     return stack[0] if stack else pending[0]
 
 
+class _Nodes:
+    """The tree's nodes as one buffer of 32-byte hashes (``nodes[i]`` is node ``i``)."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self, buffer: bytes) -> None:
+        if not buffer or len(buffer) % 32:
+            raise ValueError("tree nodes must be 32 bytes")
+        self._buffer = buffer
+
+    def __len__(self) -> int:
+        return len(self._buffer) // 32
+
+    def __getitem__(self, index: int) -> bytes:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._buffer[32 * index : 32 * index + 32]
+
+    def hex_nodes(self) -> list[str]:
+        """Every node as 0x-hex, in tree order."""
+        text = self._buffer.hex()
+        return ["0x" + text[i : i + 64] for i in range(0, len(text), 64)]
+
+
 class StandardMerkleTree:
     """An OpenZeppelin-compatible Merkle tree over ABI-typed values.
 
@@ -225,7 +254,7 @@ class StandardMerkleTree:
     def __init__(
         self,
         *,
-        tree: list[bytes],
+        tree: _Nodes,
         values: list[tuple[Any, ...]],
         tree_index: list[int],
         leaf_encoding: Sequence[str],
@@ -249,30 +278,41 @@ class StandardMerkleTree:
         """Build the tree exactly as ``StandardMerkleTree.of(values, leafEncoding)`` does."""
         types = list(leaf_encoding)
         encode = _encoder(types)
-        k = keccak_256
         rows = [tuple(v) for v in values]
         for row in rows:
             if len(row) != len(types):
                 raise ValueError(f"leaf {row!r} has {len(row)} values for {len(types)} types")
-        leaves = [k(k(encode(row)).digest()).digest() for row in rows]
+        native = load_native()
+        if native is not None and _is_static(tuple(types)):
+            encoded = b"".join([encode(row) for row in rows])
+            leaves = native.double_hash_fixed(encoded, 32 * len(types))
+        else:
+            k = keccak_256
+            leaves = b"".join([k(k(encode(row)).digest()).digest() for row in rows])
         return cls._from_leaves(rows, leaves, types, sort_leaves=sort_leaves)
 
     @classmethod
     def _from_leaves(
         cls,
         rows: list[tuple[Any, ...]],
-        leaves: list[bytes],
+        leaves: bytes,
         types: list[str],
         *,
         sort_leaves: bool,
     ) -> StandardMerkleTree:
-        n = len(leaves)
+        """Lay out and hash the tree from concatenated 32-byte leaf hashes (value order)."""
+        n = len(leaves) // 32
         if n == 0:
             raise ValueError("a Merkle tree needs at least one leaf")
-        order = sorted(range(n), key=leaves.__getitem__) if sort_leaves else list(range(n))
+        native = load_native()
+        if native is not None:
+            buffer, tree_index = native.build_tree(leaves, sort_leaves=sort_leaves)
+            return cls(tree=_Nodes(buffer), values=rows, tree_index=tree_index, leaf_encoding=types)
+        hashes = [leaves[i : i + 32] for i in range(0, len(leaves), 32)]
+        order = sorted(range(n), key=hashes.__getitem__) if sort_leaves else list(range(n))
         size = 2 * n - 1
         tree: list[bytes] = [b""] * (n - 1)
-        tree.extend(leaves[i] for i in reversed(order))
+        tree.extend(hashes[i] for i in reversed(order))
         tree_index = [0] * n
         for position, value_index in enumerate(order):
             tree_index[value_index] = size - 1 - position
@@ -289,7 +329,7 @@ class StandardMerkleTree:
                 )
             ]
             hi = lo
-        return cls(tree=tree, values=rows, tree_index=tree_index, leaf_encoding=types)
+        return cls(tree=_Nodes(b"".join(tree)), values=rows, tree_index=tree_index, leaf_encoding=types)
 
     # --- reading ---
 
@@ -341,9 +381,7 @@ class StandardMerkleTree:
 
     def multiproof(self, values_or_indices: Sequence[int | Sequence[Any]]) -> MultiProof:
         """A multiproof for several leaves (``getMultiProof``)."""
-        indices = sorted(
-            (self._tree_index[self._value_index(v)] for v in values_or_indices), reverse=True
-        )
+        indices = sorted((self._tree_index[self._value_index(v)] for v in values_or_indices), reverse=True)
         if len(set(indices)) != len(indices):
             raise ValueError("cannot prove duplicated index")
         stack = list(indices)
@@ -385,14 +423,17 @@ class StandardMerkleTree:
             leaf = leaf_hash(leaf_encoding, value)
         except ValueError as exc:
             raise ProofError(expected_root=root_hex, detail=f"bad leaf value: {exc}") from exc
-        computed = _process_proof(leaf, (_parse_node(p, root_hex) for p in proof))
+        nodes = [_parse_node(p, root_hex) for p in proof]
+        native = load_native()
+        if native is not None:
+            computed = native.process_proof(leaf, b"".join(nodes))
+        else:
+            computed = _process_proof(leaf, nodes)
         if computed != expected:
             raise ProofError(expected_root=root_hex, detail=f"proof leads to {_hex(computed)}")
 
     @staticmethod
-    def verify_multiproof(
-        root: str | bytes, leaf_encoding: Sequence[str], multiproof: MultiProof
-    ) -> None:
+    def verify_multiproof(root: str | bytes, leaf_encoding: Sequence[str], multiproof: MultiProof) -> None:
         """Check a multiproof against ``root``; raise :class:`ProofError` otherwise."""
         expected = _parse_node(root, str(root))
         root_hex = _hex(expected)
@@ -413,7 +454,7 @@ class StandardMerkleTree:
         return {
             "format": "standard-v1",
             "leafEncoding": list(types),
-            "tree": [_hex(node) for node in self._tree],
+            "tree": self._tree.hex_nodes(),
             "values": [
                 {
                     "value": [_to_json(t, v) for t, v in zip(types, row, strict=True)],
@@ -449,4 +490,4 @@ class StandardMerkleTree:
                     raise ValueError("Merkle tree is invalid")
             elif _node(tree[left], tree[right]) != tree[i]:
                 raise ValueError("Merkle tree is invalid")
-        return cls(tree=tree, values=values, tree_index=tree_index, leaf_encoding=types)
+        return cls(tree=_Nodes(b"".join(tree)), values=values, tree_index=tree_index, leaf_encoding=types)

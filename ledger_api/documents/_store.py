@@ -159,9 +159,7 @@ class ContentStore(abc.ABC):
             if node.data:
                 produced += len(node.data)
                 yield node.data
-            for (child, _tsize), size in zip(
-                reversed(node.links), reversed(node.blocksizes), strict=True
-            ):
+            for (child, _tsize), size in zip(reversed(node.links), reversed(node.blocksizes), strict=True):
                 stack.append((child, None, size))
         if produced != expected:  # pragma: no cover - guarded per node above
             raise IntegrityError(str(root_cid), "document size differs from the declared size")

@@ -49,9 +49,7 @@ def _field_bytes(tag: int, value: bytes | memoryview) -> bytes:
     return bytes((tag,)) + varint(len(value)) + bytes(value)
 
 
-def _unixfs_file(
-    *, data: bytes | memoryview | None, filesize: int, blocksizes: Iterable[int]
-) -> bytes:
+def _unixfs_file(*, data: bytes | memoryview | None, filesize: int, blocksizes: Iterable[int]) -> bytes:
     out = bytearray(b"\x08" + varint(_UNIXFS_FILE))
     if data:
         out += _field_bytes(0x12, data)
@@ -131,9 +129,7 @@ class DagBuilder:
             self._emit(cid, chunk)
             link = _Link(cid, len(chunk), len(chunk))
         else:
-            block = _pb_node(
-                links=(), data=_unixfs_file(data=chunk, filesize=len(chunk), blocksizes=())
-            )
+            block = _pb_node(links=(), data=_unixfs_file(data=chunk, filesize=len(chunk), blocksizes=()))
             cid = Cid.for_block(block, codec=CODEC_DAG_PB, version=0)
             self._emit(cid, block)
             link = _Link(cid, len(block), len(chunk))

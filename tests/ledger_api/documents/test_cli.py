@@ -34,9 +34,7 @@ def test_cid_prints_only_the_cid(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert _run(capsys, "cid", str(empty))[1].strip() == cid_of(b"")
 
 
-def test_cid_errors_are_one_line_and_exit_1(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cid_errors_are_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = _run(capsys, "cid", str(tmp_path / "missing.pdf"))
     assert status == 1 and out == ""
     assert err.startswith("ledger: error: cannot read") and err.count("\n") == 1
@@ -53,14 +51,9 @@ def test_merkle_build_proof_verify(tmp_path: Path, capsys: pytest.CaptureFixture
     status, out, _ = _run(capsys, "merkle", "build", str(path), "--types", "bytes32,uint256")
     assert status == 0
     dump = json.loads(out)
-    assert (
-        StandardMerkleTree.load(dump).root
-        == StandardMerkleTree.of(values, ["bytes32", "uint256"]).root
-    )
+    assert StandardMerkleTree.load(dump).root == StandardMerkleTree.of(values, ["bytes32", "uint256"]).root
     tree_file = tmp_path / "tree.json"
-    status, out, _ = _run(
-        capsys, "merkle", "build", str(path), "--types", "bytes32,uint256", "-o", str(tree_file)
-    )
+    status, out, _ = _run(capsys, "merkle", "build", str(path), "--types", "bytes32,uint256", "-o", str(tree_file))
     assert status == 0 and out.strip() == dump["tree"][0]
     assert json.loads(tree_file.read_text()) == dump
 
@@ -85,13 +78,9 @@ def test_merkle_build_proof_verify(tmp_path: Path, capsys: pytest.CaptureFixture
     )
     assert status == 0 and out.startswith("OK")
     # the same proof for another leaf or another root: exit 1, one line
-    status, _, err = _run(
-        capsys, "merkle", "verify", "--bundle", str(bundle_file), "--value", json.dumps(values[3])
-    )
+    status, _, err = _run(capsys, "merkle", "verify", "--bundle", str(bundle_file), "--value", json.dumps(values[3]))
     assert status == 1 and "does not verify" in err
-    status, _, err = _run(
-        capsys, "merkle", "verify", "--bundle", str(bundle_file), "--root", "0x" + "ab" * 32
-    )
+    status, _, err = _run(capsys, "merkle", "verify", "--bundle", str(bundle_file), "--root", "0x" + "ab" * 32)
     assert status == 1 and "0x" + "ab" * 32 in err
 
 

@@ -32,10 +32,7 @@ PLAINTEXT = b"%PDF-1.7 certificate of origin no. BR-2026-77 ..." * 100
 
 @pytest.fixture(scope="module")
 def keys() -> dict[str, AgencyPrivateKey]:
-    return {
-        name: AgencyPrivateKey.generate()
-        for name in ("CN-TJ-CUSTOMS", "BR-SANTOS-LAB", "DE-HH-CUSTOMS")
-    }
+    return {name: AgencyPrivateKey.generate() for name in ("CN-TJ-CUSTOMS", "BR-SANTOS-LAB", "DE-HH-CUSTOMS")}
 
 
 def _sealed(keys: dict[str, AgencyPrivateKey], *agencies: str):  # type: ignore[no-untyped-def]
@@ -53,12 +50,7 @@ def test_each_recipient_opens_and_the_commitment_is_the_plaintext_sha256(keys) -
     assert PLAINTEXT[:20] not in sealed.envelope
     assert envelope_document_id(sealed.envelope) == "decl-1/coo"
     for agency in ("CN-TJ-CUSTOMS", "BR-SANTOS-LAB"):
-        assert (
-            open_envelope(
-                sealed.envelope, sealed.keyring, agency_id=agency, private_key=keys[agency]
-            )
-            == PLAINTEXT
-        )
+        assert open_envelope(sealed.envelope, sealed.keyring, agency_id=agency, private_key=keys[agency]) == PLAINTEXT
     with pytest.raises(AccessRevoked) as err:
         open_envelope(
             sealed.envelope,
@@ -81,9 +73,7 @@ def test_grant_rewraps_without_changing_the_envelope_or_its_cid(keys) -> None:  
     )
     assert keyring.agencies == ["CN-TJ-CUSTOMS", "DE-HH-CUSTOMS"]
     assert (
-        open_envelope(
-            sealed.envelope, keyring, agency_id="DE-HH-CUSTOMS", private_key=keys["DE-HH-CUSTOMS"]
-        )
+        open_envelope(sealed.envelope, keyring, agency_id="DE-HH-CUSTOMS", private_key=keys["DE-HH-CUSTOMS"])
         == PLAINTEXT
     )
     assert cid_of(sealed.envelope) == before
@@ -102,13 +92,9 @@ def test_revoke_and_crypto_shred(keys) -> None:  # type: ignore[no-untyped-def]
     sealed = _sealed(keys, "CN-TJ-CUSTOMS", "BR-SANTOS-LAB")
     revoked = sealed.keyring.revoke("BR-SANTOS-LAB")
     with pytest.raises(AccessRevoked):
-        open_envelope(
-            sealed.envelope, revoked, agency_id="BR-SANTOS-LAB", private_key=keys["BR-SANTOS-LAB"]
-        )
+        open_envelope(sealed.envelope, revoked, agency_id="BR-SANTOS-LAB", private_key=keys["BR-SANTOS-LAB"])
     assert (
-        open_envelope(
-            sealed.envelope, revoked, agency_id="CN-TJ-CUSTOMS", private_key=keys["CN-TJ-CUSTOMS"]
-        )
+        open_envelope(sealed.envelope, revoked, agency_id="CN-TJ-CUSTOMS", private_key=keys["CN-TJ-CUSTOMS"])
         == PLAINTEXT
     )
     with pytest.raises(AccessRevoked):
@@ -145,9 +131,7 @@ def test_header_is_authenticated_document_id_bound(keys) -> None:  # type: ignor
     sealed = _sealed(keys, "CN-TJ-CUSTOMS")
     forged = sealed.envelope.replace(b"decl-1/coo", b"decl-2/coo")
     with pytest.raises(TamperedEnvelope):
-        open_envelope(
-            forged, sealed.keyring, agency_id="CN-TJ-CUSTOMS", private_key=keys["CN-TJ-CUSTOMS"]
-        )
+        open_envelope(forged, sealed.keyring, agency_id="CN-TJ-CUSTOMS", private_key=keys["CN-TJ-CUSTOMS"])
     # the keyring of another document cannot open this envelope
     other = seal(
         PLAINTEXT,
@@ -189,16 +173,12 @@ def test_unsupported_versions_and_formats(keys) -> None:  # type: ignore[no-unty
         )
     v2 = sealed.envelope[:6] + b"\x02" + sealed.envelope[7:]
     with pytest.raises(UnsupportedEnvelope, match="version 2"):
-        open_envelope(
-            v2, sealed.keyring, agency_id="CN-TJ-CUSTOMS", private_key=keys["CN-TJ-CUSTOMS"]
-        )
+        open_envelope(v2, sealed.keyring, agency_id="CN-TJ-CUSTOMS", private_key=keys["CN-TJ-CUSTOMS"])
     with pytest.raises(UnsupportedEnvelope):
         Keyring.from_json('{"format": "other"}')
 
 
-def test_private_keys_at_rest_are_password_protected_pkcs8(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_private_keys_at_rest_are_password_protected_pkcs8(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     key = AgencyPrivateKey.generate()
     pem = key.to_encrypted_pem(b"correct horse battery")
     assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
@@ -221,8 +201,6 @@ def test_envelope_in_a_store_round_trip(tmp_path: Path, keys) -> None:  # type: 
     cid = store.put(sealed.envelope).cid
     fetched = store.read(cid)
     assert (
-        open_envelope(
-            fetched, sealed.keyring, agency_id="CN-TJ-CUSTOMS", private_key=keys["CN-TJ-CUSTOMS"]
-        )
+        open_envelope(fetched, sealed.keyring, agency_id="CN-TJ-CUSTOMS", private_key=keys["CN-TJ-CUSTOMS"])
         == PLAINTEXT
     )

@@ -36,9 +36,7 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize(
-    "size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17]
-)
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17])
 @pytest.mark.parametrize("version", [0, 1])
 def test_put_get_round_trip_with_ipfs_cids(store: LocalStore, size: int, version: int) -> None:
     content = os.urandom(size)
@@ -174,13 +172,7 @@ def test_car_header_is_dag_cbor_roots_and_version(store: LocalStore) -> None:
     export_car(store, cid, car)
     raw = car.getvalue()
     cid_bytes = Cid.parse(cid).to_bytes()
-    header = (
-        b"\xa2\x65roots\x81\xd8\x2a\x58"
-        + bytes([len(cid_bytes) + 1])
-        + b"\x00"
-        + cid_bytes
-        + b"\x67version\x01"
-    )
+    header = b"\xa2\x65roots\x81\xd8\x2a\x58" + bytes([len(cid_bytes) + 1]) + b"\x00" + cid_bytes + b"\x67version\x01"
     assert raw[0] == len(header) and raw[1 : 1 + len(header)] == header
     roots, sections = iter_car(io.BytesIO(raw))
     assert [str(r) for r in roots] == [cid]
