@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate, chain
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
@@ -218,15 +219,23 @@ def _process_multiproof(leaves: list[bytes], proof: list[bytes], flags: Sequence
     return stack[0] if stack else pending[0]
 
 
+def _raw_words(rows: Sequence[Sequence[Any]]) -> bytes | None:
+    """Fast path for ``bytes32`` leaves given as 32-byte ``bytes``: their concatenation."""
+    words = [row[0] for row in rows]
+    if set(map(type, words)) != {bytes} or set(map(len, words)) != {32}:
+        return None
+    return b"".join(words)
+
+
 class _Nodes:
     """The tree's nodes as one buffer of 32-byte hashes (``nodes[i]`` is node ``i``)."""
 
     __slots__ = ("_buffer",)
 
-    def __init__(self, buffer: bytes) -> None:
+    def __init__(self, buffer: bytes | bytearray) -> None:
         if not buffer or len(buffer) % 32:
             raise ValueError("tree nodes must be 32 bytes")
-        self._buffer = buffer
+        self._buffer = buffer  # never handed out: only copies of single nodes leave
 
     def __len__(self) -> int:
         return len(self._buffer) // 32
@@ -234,7 +243,7 @@ class _Nodes:
     def __getitem__(self, index: int) -> bytes:
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return self._buffer[32 * index : 32 * index + 32]
+        return bytes(self._buffer[32 * index : 32 * index + 32])
 
     def hex_nodes(self) -> list[str]:
         """Every node as 0x-hex, in tree order."""
@@ -279,12 +288,14 @@ class StandardMerkleTree:
         types = list(leaf_encoding)
         encode = _encoder(types)
         rows = [tuple(v) for v in values]
-        for row in rows:
-            if len(row) != len(types):
-                raise ValueError(f"leaf {row!r} has {len(row)} values for {len(types)} types")
+        if set(map(len, rows)) - {len(types)}:
+            row = next(r for r in rows if len(r) != len(types))
+            raise ValueError(f"leaf {row!r} has {len(row)} values for {len(types)} types")
         native = load_native()
         if native is not None and _is_static(tuple(types)):
-            encoded = b"".join([encode(row) for row in rows])
+            encoded = _raw_words(rows) if types == ["bytes32"] else None
+            if encoded is None:
+                encoded = b"".join([encode(row) for row in rows])
             leaves = native.double_hash_fixed(encoded, 32 * len(types))
         else:
             k = keccak_256
@@ -431,6 +442,58 @@ class StandardMerkleTree:
             computed = _process_proof(leaf, nodes)
         if computed != expected:
             raise ProofError(expected_root=root_hex, detail=f"proof leads to {_hex(computed)}")
+
+    @staticmethod
+    def verify_many(
+        root: str | bytes,
+        leaf_encoding: Sequence[str],
+        items: Iterable[tuple[Sequence[Any], Sequence[str | bytes]]],
+    ) -> int:
+        """Check many ``(value, proof)`` pairs against one root; return how many were checked.
+
+        Raises :class:`ProofError` naming the first item (by position) that does not verify.
+        Uses the native kernels (all cores) when available.
+        """
+        expected = _parse_node(root, str(root))
+        root_hex = _hex(expected)
+        types = tuple(leaf_encoding)
+        pairs = list(items)
+        native = load_native()
+        if native is None or not _is_static(types):
+            for position, (value, proof) in enumerate(pairs):
+                try:
+                    StandardMerkleTree.verify(expected, types, value, proof)
+                except ProofError as exc:
+                    raise ProofError(expected_root=root_hex, detail=f"item {position}: {exc}") from exc
+            return len(pairs)
+        encode = _encoder(types)
+        values = [value for value, _ in pairs]
+        proofs = [proof for _, proof in pairs]
+        try:
+            encoded = _raw_words(values) if types == ("bytes32",) else None
+            if encoded is None:
+                encoded = b"".join([encode(value) for value in values])
+        except (ValueError, TypeError) as exc:
+            raise ProofError(expected_root=root_hex, detail=f"bad leaf value: {exc}") from exc
+        offsets = [0, *accumulate(map(len, proofs))]
+        flat = list(chain.from_iterable(proofs))
+        try:
+            kinds = set(map(type, flat))
+            if kinds <= {bytes} and set(map(len, flat)) <= {32}:
+                nodes = b"".join(flat)  # type: ignore[arg-type]
+            elif kinds <= {str}:  # "0x" cannot occur inside hex digits
+                nodes = bytes.fromhex("".join(flat).replace("0x", "").replace("0X", ""))  # type: ignore[arg-type]
+            else:
+                nodes = b"".join(_to_bytes(node, "proof node") for node in flat)
+        except ValueError as exc:
+            raise ProofError(expected_root=root_hex, detail=f"malformed proof: {exc}") from exc
+        if len(nodes) != 32 * len(flat):
+            raise ProofError(expected_root=root_hex, detail="proof nodes must be 32 bytes")
+        results = native.verify_many(encoded, 32 * len(types), nodes, offsets, expected)
+        failed = results.find(0)
+        if failed != -1:
+            raise ProofError(expected_root=root_hex, detail=f"item {failed} does not verify")
+        return len(pairs)
 
     @staticmethod
     def verify_multiproof(root: str | bytes, leaf_encoding: Sequence[str], multiproof: MultiProof) -> None:

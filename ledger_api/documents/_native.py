@@ -15,6 +15,7 @@ rebuilt, and it is written to a temporary name and renamed into place (safe unde
 
 from __future__ import annotations
 
+import array
 import ctypes
 import hashlib
 import os
@@ -214,6 +215,46 @@ int ledger_build_tree(const uint8_t *leaves, size_t n, int sort_leaves, uint8_t 
   return 0;
 }
 
+typedef struct {
+  const uint8_t *leaves; size_t width; const uint8_t *proofs; const uint64_t *offsets;
+  const uint8_t *root; uint8_t *results; size_t start, end;
+} verify_job;
+
+static void *verify_worker(void *arg) {
+  verify_job *job = (verify_job *)arg;
+  uint8_t node[32];
+  for (size_t i = job->start; i < job->end; i++) {
+    ledger_keccak256(job->leaves + i * job->width, job->width, node);
+    ledger_keccak256(node, 32, node);
+    for (uint64_t p = job->offsets[i]; p < job->offsets[i + 1]; p++)
+      node_hash(node, job->proofs + 32 * p, node);
+    job->results[i] = memcmp(node, job->root, 32) == 0;
+  }
+  return NULL;
+}
+
+/* results[i] = 1 if the i-th encoded leaf (width bytes) with proof nodes offsets[i]..offsets[i+1]
+   (in units of 32 bytes within `proofs`) leads to `root`, else 0. */
+void ledger_verify_many(const uint8_t *leaves, size_t n, size_t width, const uint8_t *proofs,
+                        const uint64_t *offsets, const uint8_t *root, uint8_t *results,
+                        int threads) {
+  verify_job jobs[MAX_THREADS];
+  pthread_t ids[MAX_THREADS];
+  int t = (n < PARALLEL_MIN / 8 || threads < 1) ? 1 : (threads > MAX_THREADS ? MAX_THREADS : threads);
+  int started = 0;
+  for (int k = 0; k < t; k++) {
+    verify_job j = {leaves, width, proofs, offsets, root, results, n * k / t, n * (k + 1) / t};
+    jobs[k] = j;
+  }
+  for (int k = 1; k < t; k++) {
+    if (pthread_create(&ids[k], NULL, verify_worker, &jobs[k]) != 0) break;
+    started = k;
+  }
+  verify_worker(&jobs[0]);
+  for (int k = started + 1; k < t; k++) verify_worker(&jobs[k]);
+  for (int k = 1; k <= started; k++) pthread_join(ids[k], NULL);
+}
+
 /* Fold a proof (count x 32 bytes) onto a leaf; writes the resulting root. */
 void ledger_process_proof(const uint8_t *leaf, const uint8_t *proof, size_t count, uint8_t *out) {
   uint8_t node[32];
@@ -243,6 +284,17 @@ class NativeKeccak:
         lib.ledger_build_tree.restype = c.c_int
         lib.ledger_process_proof.argtypes = [c.c_char_p, c.c_char_p, c.c_size_t, c.c_char_p]
         lib.ledger_process_proof.restype = None
+        lib.ledger_verify_many.argtypes = [
+            c.c_char_p,
+            c.c_size_t,
+            c.c_size_t,
+            c.c_char_p,
+            c.c_void_p,
+            c.c_char_p,
+            c.c_void_p,
+            c.c_int,
+        ]
+        lib.ledger_verify_many.restype = None
 
     def keccak256(self, data: bytes) -> bytes:
         """Single keccak256 (used by the self-test)."""
@@ -259,17 +311,31 @@ class NativeKeccak:
         del buf
         return bytes(out)
 
-    def build_tree(self, leaves: bytes, *, sort_leaves: bool) -> tuple[bytes, list[int]]:
-        """OpenZeppelin layout: ``(tree bytes of (2n-1)*32, tree index per value)``."""
+    def build_tree(self, leaves: bytes, *, sort_leaves: bool) -> tuple[bytearray, list[int]]:
+        """OpenZeppelin layout: ``(tree buffer of (2n-1)*32 bytes, tree index per value)``."""
         n = len(leaves) // 32
         tree = bytearray(32 * (2 * n - 1))
-        index = (ctypes.c_uint32 * n)()
+        index = array.array("I", bytes(4 * n))
+        if index.itemsize != 4:  # pragma: no cover - every mainstream ABI has 32-bit unsigned int
+            raise RuntimeError("unexpected C unsigned int size")
         tree_buf = (ctypes.c_char * len(tree)).from_buffer(tree)
-        status = self._lib.ledger_build_tree(leaves, n, int(sort_leaves), tree_buf, index, _THREADS)
-        del tree_buf
+        index_buf = (ctypes.c_uint32 * n).from_buffer(index)
+        status = self._lib.ledger_build_tree(leaves, n, int(sort_leaves), tree_buf, index_buf, _THREADS)
+        del tree_buf, index_buf
         if status != 0:
             raise MemoryError("native Merkle build could not allocate")
-        return bytes(tree), list(index)
+        return tree, index.tolist()
+
+    def verify_many(self, encoded: bytes, width: int, proofs: bytes, offsets: list[int], root: bytes) -> bytearray:
+        """For each ``width``-byte encoded leaf: 1 if its proof leads to ``root``, else 0."""
+        n = len(offsets) - 1
+        results = bytearray(n)
+        offset_array = array.array("Q", offsets)
+        results_buf = (ctypes.c_char * max(n, 1)).from_buffer(results) if n else None
+        offsets_buf = (ctypes.c_uint64 * len(offset_array)).from_buffer(offset_array)
+        self._lib.ledger_verify_many(encoded, n, width, proofs, offsets_buf, root, results_buf, _THREADS)
+        del results_buf, offsets_buf
+        return results
 
     def process_proof(self, leaf: bytes, proof: bytes) -> bytes:
         """Fold concatenated 32-byte proof nodes onto ``leaf``."""

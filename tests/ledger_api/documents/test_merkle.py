@@ -206,3 +206,26 @@ def test_native_keccak_matches_pysha3() -> None:
     for size in (0, 1, 31, 32, 64, 135, 136, 137, 272, 1000):
         data = bytes(range(256))[:size] if size <= 256 else bytes(size)
         assert native.keccak256(data) == keccak256(data)
+
+
+@pytest.mark.parametrize("native_on", [True, False])
+def test_verify_many_checks_every_item(monkeypatch: pytest.MonkeyPatch, native_on: bool) -> None:
+    from ledger_api.documents import _native
+
+    if not native_on:
+        monkeypatch.setattr(_native, "_loaded", [None])
+    values = [[keccak256(i.to_bytes(4, "big"))] for i in range(3000)]
+    tree = StandardMerkleTree.of(values, ["bytes32"])
+    items = [(values[i], tree.proof(i)) for i in range(0, 3000, 3)]
+    assert StandardMerkleTree.verify_many(tree.root, ["bytes32"], items) == 1000
+    bad = list(items)
+    bad[417] = (values[1], items[417][1])  # a proof for another leaf
+    with pytest.raises(ProofError, match="item 417"):
+        StandardMerkleTree.verify_many(tree.root, ["bytes32"], bad)
+    other = StandardMerkleTree.of(values[:10], ["bytes32"])
+    with pytest.raises(ProofError, match="item 0"):
+        StandardMerkleTree.verify_many(other.root, ["bytes32"], items)
+    mixed = [["0x" + f"{i:040x}", str(i)] for i in range(50)]
+    mtree = StandardMerkleTree.of(mixed, ["address", "uint256"])
+    pairs = [(mixed[i], mtree.proof(i)) for i in range(50)]
+    assert StandardMerkleTree.verify_many(mtree.root, ["address", "uint256"], pairs) == 50
