@@ -216,6 +216,13 @@ def render(rows: list[tuple[str, str, str]], command: str) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines += [
+        "",
+        "Notes: `fsync on` is the LocalStore default (`durable=True`). The Merkle build and batch",
+        "verification use the optional native keccak kernels (`ledger_api/documents/_native.py`);",
+        "the pure-Python fallback row shows the same work with `safe-pysha3` alone. Batch verification",
+        "of hex proofs spends about a third of its time decoding hex; binary proofs show the kernel.",
+    ]
     return "\n".join(lines) + "\n"
 
 

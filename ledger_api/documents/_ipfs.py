@@ -198,7 +198,11 @@ class IpfsStore(ContentStore):
         )
 
     def has(self, cid: str | Cid) -> bool:
-        """Whether the node has the root block locally (offline ``block/stat``)."""
+        """Whether the node can serve the root block right now.
+
+        Asks ``block/stat`` with ``offline=true`` and a 2 s timeout: Kubo answers from its local
+        repo only; js-ipfs ignores ``offline`` and may fetch the block from a connected peer.
+        """
         parsed = Cid.parse(cid)
         try:
             self._call(
@@ -207,7 +211,7 @@ class IpfsStore(ContentStore):
                 str(parsed),
                 cid=str(parsed),
                 offline=True,
-                timeout=min(self.fetch_timeout, 5.0),
+                timeout=min(self.fetch_timeout, 2.0),
             )
         except DocumentNotFound:
             return False

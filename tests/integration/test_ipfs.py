@@ -89,9 +89,7 @@ def test_cidv0_matches_the_daemon(ipfs_daemons: list[Any], size: int) -> None:
 
 def test_known_vectors_on_the_daemon(ipfs_daemons: list[Any]) -> None:
     hello = b"hello world\n"
-    assert (
-        _daemon_cid(ipfs_daemons[0], hello, 0) == "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-    )
+    assert _daemon_cid(ipfs_daemons[0], hello, 0) == "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
     assert str(Cid.parse(_daemon_cid(ipfs_daemons[0], hello, 1))) == (
         "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
     )
@@ -103,7 +101,9 @@ def test_add_on_one_daemon_fetch_verified_from_the_other(ipfs_daemons: list[Any]
     stored = a.put(io.BytesIO(content))
     assert stored.cid == cid_of(content) and stored.size == len(content)
     assert a.has(stored.cid)
+    assert not b.has(cid_of(b"never added anywhere"))
     assert b.read(stored.cid) == content  # via bitswap, every block re-verified here
+    assert b.has(stored.cid)  # fetched blocks are now in b's repo
     v0 = a.put(content[:1000], cid_version=0)
     assert v0.cid.startswith("Qm") and b.read(v0.cid) == content[:1000]
 
@@ -130,9 +130,7 @@ def test_size_limits_on_the_ipfs_store(ipfs_daemons: list[Any]) -> None:
     assert err.value.seen == 2 * K + 1
 
 
-def test_car_moves_local_documents_into_ipfs_and_back(
-    ipfs_daemons: list[Any], tmp_path: Path
-) -> None:
+def test_car_moves_local_documents_into_ipfs_and_back(ipfs_daemons: list[Any], tmp_path: Path) -> None:
     local = LocalStore(tmp_path / "blocks", durable=False)
     content = _content(4 * K + 77)
     cid = local.put(content).cid
@@ -161,10 +159,7 @@ def test_encrypted_envelope_shared_between_agencies(ipfs_daemons: list[Any]) -> 
     )
     cid = ipfs_daemons[0].store.put(sealed.envelope).cid
     fetched = ipfs_daemons[1].store.read(cid)
-    assert (
-        open_envelope(fetched, sealed.keyring, agency_id="DE-HH-CUSTOMS", private_key=partner)
-        == plaintext
-    )
+    assert open_envelope(fetched, sealed.keyring, agency_id="DE-HH-CUSTOMS", private_key=partner) == plaintext
 
 
 def test_unreachable_endpoint_is_store_unavailable() -> None:
