@@ -108,9 +108,7 @@ def _wait_ready(name: str, api_url: str, process: subprocess.Popen[bytes], log: 
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise RuntimeError(
-        f"IPFS daemon {name} not ready after {START_TIMEOUT}s:\n{log.read_text()[-3000:]}"
-    )
+    raise RuntimeError(f"IPFS daemon {name} not ready after {START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
