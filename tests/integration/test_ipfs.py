@@ -171,3 +171,18 @@ def test_unreachable_endpoint_is_store_unavailable() -> None:
         store.put(b"x")
     with pytest.raises(StoreUnavailable):
         store.list()
+
+
+@pytest.mark.parametrize("size", random.Random(2026).sample(range(0, 3 * MAX_LINKS * K // 100), 6))
+def test_random_sizes_match_the_daemon(ipfs_daemons: list[Any], size: int) -> None:
+    content = _content(size)
+    assert Cid.parse(_daemon_cid(ipfs_daemons[1], content, 1)) == Cid.parse(cid_of(content))
+    assert _daemon_cid(ipfs_daemons[1], content, 0) == cid_of(content, cid_version=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", [0, 1])
+def test_100_mib_multi_level_dag_matches_the_daemon(ipfs_daemons: list[Any], version: int) -> None:
+    content = _content(100 * 1024 * 1024)
+    ours = Cid.parse(cid_of(content, cid_version=version))
+    assert Cid.parse(_daemon_cid(ipfs_daemons[0], content, version)) == ours
