@@ -12,7 +12,8 @@ Two objects, deliberately separate:
               ciphertext || 16-byte tag
 
   The document id is inside the authenticated header, so an envelope cannot be passed off as
-  another document's. The plaintext's sha256 (the anchored commitment) is computed by the caller.
+  another document's. :func:`seal` also returns the plaintext's sha256 (the anchored commitment),
+  computed on a second core while the first encrypts.
 
 * the **keyring** (mutable; JSON ``ledger-keyring-v1``): one wrap of the 32-byte data key per
   authorized agency. A wrap is ECIES over X25519: a fresh ephemeral key pair, the shared secret
