@@ -10,9 +10,8 @@
 
 ``abi.encode`` is done by ``eth-abi``; for leaves made only of static 32-byte types (``bytes32``,
 ``uintN``, ``intN``, ``address``, ``bool``, ``bytesN``) a direct word encoder is used instead
-(tested equal to ``eth-abi``) because it is ~20x faster. keccak256 comes from ``safe-pysha3``;
-whole-tree builds and proof folds use the native kernels of :mod:`._native` when they can be
-compiled (same results; the pure-Python path is the fallback and is tested too).
+(tested equal to ``eth-abi``) because it is ~20x faster. keccak256 comes from ``safe-pysha3``
+(a maintained C binding); no keccak is implemented here.
 """
 
 from __future__ import annotations
@@ -21,13 +20,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate, chain
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
 from sha3 import keccak_256  # type: ignore[import-untyped]
 
-from ledger_api.documents._native import load as load_native
 from ledger_api.errors import ProofError
 
 __all__ = ["MultiProof", "StandardMerkleTree", "keccak256", "leaf_hash"]
@@ -219,14 +216,6 @@ def _process_multiproof(leaves: list[bytes], proof: list[bytes], flags: Sequence
     return stack[0] if stack else pending[0]
 
 
-def _raw_words(rows: Sequence[Sequence[Any]]) -> bytes | None:
-    """Fast path for ``bytes32`` leaves given as 32-byte ``bytes``: their concatenation."""
-    words = [row[0] for row in rows]
-    if set(map(type, words)) != {bytes} or set(map(len, words)) != {32}:
-        return None
-    return b"".join(words)
-
-
 class _Nodes:
     """The tree's nodes as one buffer of 32-byte hashes (``nodes[i]`` is node ``i``)."""
 
@@ -291,15 +280,8 @@ class StandardMerkleTree:
         if set(map(len, rows)) - {len(types)}:
             row = next(r for r in rows if len(r) != len(types))
             raise ValueError(f"leaf {row!r} has {len(row)} values for {len(types)} types")
-        native = load_native()
-        if native is not None and _is_static(tuple(types)):
-            encoded = _raw_words(rows) if types == ["bytes32"] else None
-            if encoded is None:
-                encoded = b"".join([encode(row) for row in rows])
-            leaves = native.double_hash_fixed(encoded, 32 * len(types))
-        else:
-            k = keccak_256
-            leaves = b"".join([k(k(encode(row)).digest()).digest() for row in rows])
+        k = keccak_256
+        leaves = b"".join([k(k(encode(row)).digest()).digest() for row in rows])
         return cls._from_leaves(rows, leaves, types, sort_leaves=sort_leaves)
 
     @classmethod
@@ -315,10 +297,6 @@ class StandardMerkleTree:
         n = len(leaves) // 32
         if n == 0:
             raise ValueError("a Merkle tree needs at least one leaf")
-        native = load_native()
-        if native is not None:
-            buffer, tree_index = native.build_tree(leaves, sort_leaves=sort_leaves)
-            return cls(tree=_Nodes(buffer), values=rows, tree_index=tree_index, leaf_encoding=types)
         hashes = [leaves[i : i + 32] for i in range(0, len(leaves), 32)]
         order = sorted(range(n), key=hashes.__getitem__) if sort_leaves else list(range(n))
         size = 2 * n - 1
@@ -435,11 +413,7 @@ class StandardMerkleTree:
         except ValueError as exc:
             raise ProofError(expected_root=root_hex, detail=f"bad leaf value: {exc}") from exc
         nodes = [_parse_node(p, root_hex) for p in proof]
-        native = load_native()
-        if native is not None:
-            computed = native.process_proof(leaf, b"".join(nodes))
-        else:
-            computed = _process_proof(leaf, nodes)
+        computed = _process_proof(leaf, nodes)
         if computed != expected:
             raise ProofError(expected_root=root_hex, detail=f"proof leads to {_hex(computed)}")
 
@@ -452,48 +426,18 @@ class StandardMerkleTree:
         """Check many ``(value, proof)`` pairs against one root; return how many were checked.
 
         Raises :class:`ProofError` naming the first item (by position) that does not verify.
-        Uses the native kernels (all cores) when available.
         """
         expected = _parse_node(root, str(root))
         root_hex = _hex(expected)
         types = tuple(leaf_encoding)
-        pairs = list(items)
-        native = load_native()
-        if native is None or not _is_static(types):
-            for position, (value, proof) in enumerate(pairs):
-                try:
-                    StandardMerkleTree.verify(expected, types, value, proof)
-                except ProofError as exc:
-                    raise ProofError(expected_root=root_hex, detail=f"item {position}: {exc}") from exc
-            return len(pairs)
-        encode = _encoder(types)
-        values = [value for value, _ in pairs]
-        proofs = [proof for _, proof in pairs]
-        try:
-            encoded = _raw_words(values) if types == ("bytes32",) else None
-            if encoded is None:
-                encoded = b"".join([encode(value) for value in values])
-        except (ValueError, TypeError) as exc:
-            raise ProofError(expected_root=root_hex, detail=f"bad leaf value: {exc}") from exc
-        offsets = [0, *accumulate(map(len, proofs))]
-        flat = list(chain.from_iterable(proofs))
-        try:
-            kinds = set(map(type, flat))
-            if kinds <= {bytes} and set(map(len, flat)) <= {32}:
-                nodes = b"".join(flat)  # type: ignore[arg-type]
-            elif kinds <= {str}:  # "0x" cannot occur inside hex digits
-                nodes = bytes.fromhex("".join(flat).replace("0x", "").replace("0X", ""))  # type: ignore[arg-type]
-            else:
-                nodes = b"".join(_to_bytes(node, "proof node") for node in flat)
-        except ValueError as exc:
-            raise ProofError(expected_root=root_hex, detail=f"malformed proof: {exc}") from exc
-        if len(nodes) != 32 * len(flat):
-            raise ProofError(expected_root=root_hex, detail="proof nodes must be 32 bytes")
-        results = native.verify_many(encoded, 32 * len(types), nodes, offsets, expected)
-        failed = results.find(0)
-        if failed != -1:
-            raise ProofError(expected_root=root_hex, detail=f"item {failed} does not verify")
-        return len(pairs)
+        checked = 0
+        for value, proof in items:
+            try:
+                StandardMerkleTree.verify(expected, types, value, proof)
+            except ProofError as exc:
+                raise ProofError(expected_root=root_hex, detail=f"item {checked}: {exc}") from exc
+            checked += 1
+        return checked
 
     @staticmethod
     def verify_multiproof(root: str | bytes, leaf_encoding: Sequence[str], multiproof: MultiProof) -> None:

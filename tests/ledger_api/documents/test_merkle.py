@@ -175,45 +175,7 @@ def test_cross_check_with_openzeppelin_merkle_tree_js(tmp_path: Path) -> None:
     assert js["verifiesOurs"] is True and js["oursRoot"] == tree.root
 
 
-def test_native_kernels_and_pure_python_build_identical_trees(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ledger_api.documents import _native
-
-    native = _native.load()
-    if native is None:
-        pytest.skip("no C compiler here: only the pure-Python path exists (tested everywhere else)")
-    # big enough for the multi-threaded code paths (>= 8192 items per batch)
-    values = [[keccak256(i.to_bytes(4, "big"))] for i in range(20_000)]
-    values.append(values[7])  # a duplicate leaf: stable order must match JS
-    fast = StandardMerkleTree.of(values, ["bytes32"])
-    monkeypatch.setattr(_native, "_loaded", [None])
-    slow = StandardMerkleTree.of(values, ["bytes32"])
-    assert fast.dump() == slow.dump()
-    mixed = [["0x" + f"{i:040x}", str(i), i % 3 == 0] for i in range(9000)]
-    monkeypatch.setattr(_native, "_loaded", [native])
-    fast_mixed = StandardMerkleTree.of(mixed, ["address", "uint256", "bool"])
-    monkeypatch.setattr(_native, "_loaded", [None])
-    assert StandardMerkleTree.of(mixed, ["address", "uint256", "bool"]).root == fast_mixed.root
-    for i in (0, 4500, 8999):
-        StandardMerkleTree.verify(fast_mixed.root, ["address", "uint256", "bool"], mixed[i], fast_mixed.proof(i))
-
-
-def test_native_keccak_matches_pysha3() -> None:
-    from ledger_api.documents import _native
-
-    native = _native.load()
-    if native is None:
-        pytest.skip("no C compiler here: native kernels unavailable")
-    for size in (0, 1, 31, 32, 64, 135, 136, 137, 272, 1000):
-        data = bytes(range(256))[:size] if size <= 256 else bytes(size)
-        assert native.keccak256(data) == keccak256(data)
-
-
-@pytest.mark.parametrize("native_on", [True, False])
-def test_verify_many_checks_every_item(monkeypatch: pytest.MonkeyPatch, native_on: bool) -> None:
-    from ledger_api.documents import _native
-
-    if not native_on:
-        monkeypatch.setattr(_native, "_loaded", [None])
+def test_verify_many_checks_every_item() -> None:
     values = [[keccak256(i.to_bytes(4, "big"))] for i in range(3000)]
     tree = StandardMerkleTree.of(values, ["bytes32"])
     items = [(values[i], tree.proof(i)) for i in range(0, 3000, 3)]
