@@ -153,6 +153,7 @@ contract AgencyRegistry is IAgencyRegistry {
         Agency storage a = _liveAgency(agencyId);
         if (signer == address(0)) revert AgencyRegistryZeroAddress();
         if (_keys[signer].agencyIndex != 0) revert AgencyRegistryKeyExists(signer);
+        if (_traders[signer].status != TraderStatus.NONE) revert AgencyRegistryRoleConflict(signer);
         if (validFrom >= validUntil || validUntil <= block.timestamp) {
             revert AgencyRegistryInvalidValidity(validFrom, validUntil);
         }
@@ -289,6 +290,7 @@ contract AgencyRegistry is IAgencyRegistry {
         uint32 registrar = _authorize(msg.sender, _roleBit(Role.TRADER_REGISTRAR));
         if (account == address(0)) revert AgencyRegistryZeroAddress();
         if (_traders[account].status != TraderStatus.NONE) revert AgencyRegistryTraderExists(account);
+        if (_keys[account].agencyIndex != 0) revert AgencyRegistryRoleConflict(account);
         _traders[account] = Trader({registrarIndex: registrar, status: TraderStatus.ACTIVE, aeo: aeo});
         emit TraderRegistered(account, registrar, aeo);
     }

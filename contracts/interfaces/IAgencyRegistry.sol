@@ -47,6 +47,8 @@ interface IAgencyRegistry {
     error AgencyRegistryNotKeyPeer(address caller, address signer);
     /// @notice A trader account is already registered.
     error AgencyRegistryTraderExists(address trader);
+    /// @notice Separation of duties: an account cannot be both a trader and an agency signer key.
+    error AgencyRegistryRoleConflict(address account);
     /// @notice No trader has this account.
     error AgencyRegistryUnknownTrader(address trader);
     /// @notice The trader is registered but not ACTIVE.
@@ -170,8 +172,8 @@ interface IAgencyRegistry {
     ) external;
 
     /// @notice Adds a signer key to an agency with validity window [validFrom, validUntil).
-    /// @dev Requirements: governance; agency exists and is not REMOVED; key never registered;
-    /// validFrom < validUntil and validUntil in the future. Emits {SignerKeyAdded}.
+    /// @dev Requirements: governance; agency exists and is not REMOVED; key never registered and
+    /// not a trader account; validFrom < validUntil and validUntil in the future. Emits {SignerKeyAdded}.
     function addSignerKey(bytes32 agencyId, address signer, uint64 validFrom, uint64 validUntil) external;
 
     /// @notice Moves a key's end of validity (rotation: old signatures stay valid).
@@ -237,7 +239,7 @@ interface IAgencyRegistry {
 
     /// @notice Registers a trader account.
     /// @dev Requirements: caller is a valid key of an ACTIVE agency with TRADER_REGISTRAR; trader not
-    /// registered; non-zero. Emits {TraderRegistered}.
+    /// registered and not an agency signer key; non-zero. Emits {TraderRegistered}.
     function registerTrader(address trader, bool aeo) external;
 
     /// @notice Updates a trader's status (ACTIVE / SUSPENDED) and AEO flag.
