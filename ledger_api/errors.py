@@ -13,23 +13,28 @@ The tree::
     ├── ChainError                    anything that went wrong talking to the EVM node
     │   ├── ChainUnavailable          the JSON-RPC endpoint cannot be reached
     │   ├── DeploymentError           a deployment or bootstrap step failed
-    │   └── ContractRevert            a transaction reverted with a known custom error
-    └── DocumentError                 content stores, CIDs, CAR, envelopes, Merkle batches
-        ├── DocumentTooLarge          input over the size limit (refused before reading it all)
-        ├── DocumentNotFound          no such CID / block in the store
-        ├── IntegrityError            bytes do not hash to the CID they were fetched under
-        ├── InvalidCid                a string / bytes value is not a CID we understand
-        ├── MalformedBlock            a dag-pb / UnixFS block or CBOR header cannot be decoded
-        ├── TruncatedCar              a CAR stream ends in the middle of a header or section
-        ├── StoreUnavailable          the IPFS RPC endpoint (or the store directory) cannot be used
-        ├── CanonicalizationError     a value has no RFC 8785 canonical JSON form
-        ├── EnvelopeError             encrypted-document envelope problems
-        │   ├── UnsupportedEnvelope   unknown magic / version / algorithm
-        │   ├── TamperedEnvelope      the ciphertext or its header failed authentication
-        │   ├── DecryptionError       the key material cannot open the envelope
-        │   │   └── WrongKey          this agency's private key (or password) does not fit
-        │   └── AccessRevoked         no key wrap for this agency (not granted, revoked, shredded)
-        └── ProofError                a Merkle / disclosure proof does not lead to the expected root
+    │   ├── ContractRevert            a transaction reverted with a known custom error
+    │   ├── LogQueryError             the node refused an eth_getLogs / JSON-RPC query
+    │   └── EventDecodeError          a log does not match the ABI of the event it claims to be
+    ├── DocumentError                 content stores, CIDs, CAR, envelopes, Merkle batches
+    │   ├── DocumentTooLarge          input over the size limit (refused before reading it all)
+    │   ├── DocumentNotFound          no such CID / block in the store
+    │   ├── IntegrityError            bytes do not hash to the CID they were fetched under
+    │   ├── InvalidCid                a string / bytes value is not a CID we understand
+    │   ├── MalformedBlock            a dag-pb / UnixFS block or CBOR header cannot be decoded
+    │   ├── TruncatedCar              a CAR stream ends in the middle of a header or section
+    │   ├── StoreUnavailable          the IPFS RPC endpoint (or the store directory) cannot be used
+    │   ├── CanonicalizationError     a value has no RFC 8785 canonical JSON form
+    │   ├── EnvelopeError             encrypted-document envelope problems
+    │   │   ├── UnsupportedEnvelope   unknown magic / version / algorithm
+    │   │   ├── TamperedEnvelope      the ciphertext or its header failed authentication
+    │   │   ├── DecryptionError       the key material cannot open the envelope
+    │   │   │   └── WrongKey          this agency's private key (or password) does not fit
+    │   │   └── AccessRevoked         no key wrap for this agency (not granted, revoked, shredded)
+    │   └── ProofError                a Merkle / disclosure proof does not lead to the expected root
+    └── ReadModelError                the event index (ledger_api.index)
+        ├── IndexMismatch             the index database belongs to another chain / deployment
+        └── ReorgTooDeep              no common ancestor among the blocks the index remembers
 
 Sections below are owned by the package named in their heading; keep each subtree together.
 """
@@ -61,6 +66,11 @@ __all__ = [
     "WrongKey",
     "LedgerError",
     "ToolchainError",
+    "LogQueryError",
+    "EventDecodeError",
+    "ReadModelError",
+    "IndexMismatch",
+    "ReorgTooDeep",
 ]
 
 
@@ -321,3 +331,45 @@ class ProofError(DocumentError):
 
     def diagnostics(self) -> str:
         return f"{self}\nThe proof belongs to another tree/commitment, or the value was altered."
+
+
+# --- read model (owned by ledger_api.index and ledger_api.chain.events) ---------------------------
+
+
+class LogQueryError(ChainError):
+    """The node answered a JSON-RPC query (e.g. ``eth_getLogs``) with an error."""
+
+    code = "log-query"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nThe node refused the query; a smaller block range or another node may help."
+
+
+class EventDecodeError(ChainError):
+    """A log does not match the ABI layout of the event its topic0 names."""
+
+    code = "event-decode"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nThe committed ABIs may not match the deployed contracts (check the deployment record)."
+
+
+class ReadModelError(LedgerError):
+    """Root of errors of the event index (read model)."""
+
+    code = "read-model"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nSee docs/index.md; deleting the index database rebuilds it from the chain."
+
+
+class IndexMismatch(ReadModelError):
+    """The index database was built for another chain id or other contract addresses."""
+
+    code = "index-mismatch"
+
+
+class ReorgTooDeep(ReadModelError):
+    """The chain diverged below every block the index still remembers."""
+
+    code = "reorg-too-deep"
