@@ -75,6 +75,8 @@ class Indexer:
             }
         )
         self.model = ReadModel(self._db)
+        #: ``(from cursor, to ancestor)`` of every rollback this indexer performed, oldest first.
+        self.rollbacks: list[tuple[int, int]] = []
 
     @classmethod
     def for_deployment(
@@ -231,6 +233,7 @@ class Indexer:
             return None
         lowest_bad = min(diverged)
         ancestor = self._find_ancestor(lowest_bad)
+        self.rollbacks.append((cursor, ancestor))
         self.rollback(ancestor)
         return ancestor
 
