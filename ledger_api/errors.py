@@ -14,8 +14,17 @@ The tree::
     │   ├── ChainUnavailable          the JSON-RPC endpoint cannot be reached
     │   ├── DeploymentError           a deployment or bootstrap step failed
     │   ├── ContractRevert            a transaction reverted with a known custom error
+    │   ├── TransactionError          a transaction could not be sent / mined as asked (chain.client)
+    │   │   ├── GasLimitExceeded      the gas estimate is above the configured cap
+    │   │   ├── TransactionRejected   the node refused the raw transaction (funds, fee, nonce)
+    │   │   ├── TransactionFailed     mined with status 0 and no decodable custom error
+    │   │   ├── TransactionTimeout    not mined / not final within the time asked
+    │   │   └── UnknownSigner         the client holds no key for this address
     │   ├── LogQueryError             the node refused an eth_getLogs / JSON-RPC query
     │   └── EventDecodeError          a log does not match the ABI of the event it claims to be
+    ├── OutboxError                   the durable write journal (ledger_api.outbox)
+    │   ├── IdempotencyConflict       an idempotency key was reused for a different request
+    │   └── UnknownOutboxEntry        no journal entry with this id / key
     ├── DocumentError                 content stores, CIDs, CAR, envelopes, Merkle batches
     │   ├── DocumentTooLarge          input over the size limit (refused before reading it all)
     │   ├── DocumentNotFound          no such CID / block in the store
@@ -48,6 +57,15 @@ __all__ = [
     "ConfigurationError",
     "ContractRevert",
     "DeploymentError",
+    "GasLimitExceeded",
+    "IdempotencyConflict",
+    "OutboxError",
+    "TransactionError",
+    "TransactionFailed",
+    "TransactionRejected",
+    "TransactionTimeout",
+    "UnknownOutboxEntry",
+    "UnknownSigner",
     "AccessRevoked",
     "CanonicalizationError",
     "DecryptionError",
@@ -153,6 +171,110 @@ class ContractRevert(ChainError):
         self.args_by_name = args
         rendered = ", ".join(f"{k}={v!r}" for k, v in args.items())
         super().__init__(f"{error_name}({rendered})")
+
+
+# --- transactions (owned by ledger_api.chain.client) ---------------------------------------------
+
+
+class TransactionError(ChainError):
+    """A transaction could not be sent, mined or confirmed as asked."""
+
+    code = "transaction"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nThe outbox retries automatically; `ledger outbox` (or health) shows the backlog."
+
+
+class GasLimitExceeded(TransactionError):
+    """The node's gas estimate for a call is above the client's cap."""
+
+    code = "gas-limit-exceeded"
+
+    def __init__(self, *, function: str, estimate: int, cap: int) -> None:
+        self.function = function
+        self.estimate = estimate
+        self.cap = cap
+        super().__init__(f"{function} needs {estimate} gas, above the cap of {cap}")
+
+    def diagnostics(self) -> str:
+        return f"{self}\nSplit the request (fewer documents), or raise the client's gas cap deliberately."
+
+
+class TransactionRejected(TransactionError):
+    """The node refused a signed transaction (insufficient funds, fee too low, nonce conflict)."""
+
+    code = "transaction-rejected"
+
+    def __init__(self, *, tx_hash: str, reason: str) -> None:
+        self.tx_hash = tx_hash
+        self.reason = reason
+        super().__init__(f"node rejected transaction {tx_hash}: {reason}")
+
+    def diagnostics(self) -> str:
+        return f"{self}\nCheck the signer's balance and the node's minimum fee; the outbox resends it."
+
+
+class TransactionFailed(TransactionError):
+    """A transaction was mined with status 0 and its revert could not be decoded."""
+
+    code = "transaction-failed"
+
+    def __init__(self, *, tx_hash: str, block_number: int, detail: str = "") -> None:
+        self.tx_hash = tx_hash
+        self.block_number = block_number
+        super().__init__(f"transaction {tx_hash} failed in block {block_number}" + (f": {detail}" if detail else ""))
+
+
+class TransactionTimeout(TransactionError):
+    """A transaction was not mined (or not final) within the time asked."""
+
+    code = "transaction-timeout"
+
+    def __init__(self, *, tx_hash: str, seconds: float) -> None:
+        self.tx_hash = tx_hash
+        self.seconds = seconds
+        super().__init__(f"transaction {tx_hash} not confirmed within {seconds:.1f}s")
+
+
+class UnknownSigner(TransactionError):
+    """The client holds no private key for the address asked to sign."""
+
+    code = "unknown-signer"
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__(f"no local signing key for {address}")
+
+    def diagnostics(self) -> str:
+        return f"{self}\nLoad the key into the keystore (var/keys) and restart the service."
+
+
+# --- outbox (owned by ledger_api.outbox) -----------------------------------------------------------
+
+
+class OutboxError(LedgerError):
+    """The durable write journal cannot do what was asked."""
+
+    code = "outbox"
+
+
+class IdempotencyConflict(OutboxError):
+    """An idempotency key was reused for a request with different content."""
+
+    code = "idempotency-conflict"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"idempotency key {key!r} was already used for a different request")
+
+    def diagnostics(self) -> str:
+        return f"{self}\nUse a fresh key for a new request; reuse a key only to retry the same request."
+
+
+class UnknownOutboxEntry(OutboxError):
+    """No journal entry has this id or idempotency key."""
+
+    code = "unknown-outbox-entry"
 
 
 # --- documents (owned by ledger_api.documents) ---------------------------------------------------
