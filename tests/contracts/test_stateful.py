@@ -484,7 +484,13 @@ class LedgerMachine:
             return None
         tx = method(*args, {"from": sender})
         assert tx.status == 1
-        names = [self.codec.decode(log)[0] for log in tx.logs]
+        decoded = [self.codec.decode(log) for log in tx.logs]
+        names = [name for name, _ in decoded]
+        for name, values in decoded:
+            if name == "StampRecorded" and values["relayer"] != ZERO_ADDRESS:
+                self.stats["relayed stamp"] += 1
+            if name == "DecisionRecorded" and values["kind"] == RELEASE:
+                self.stats["release decision" + (" (dual control)" if values["round"] else "")] += 1
         # invariant (c): one event per change; a governance execute adds ProposalExecuted in front
         if method.abi["name"] == "execute":
             assert len(names) == 2 and names[0] == "ProposalExecuted", names
@@ -526,6 +532,11 @@ class LedgerMachine:
         if flag:
             self.send(c.led.assignChannel, [did, 2, 1 << LAB_TEST, sha("seed-rules")], c.keys.oracle, True)
 
+    def initialize_dual_control(self, approvals="st_approvals"):
+        """Most runs put RELEASE under dual control (K = 2 or 3 distinct CN signers)."""
+        if approvals > 1:
+            self.govern(self.c.led.setApprovalsRequired, [RELEASE, approvals])
+
     # -- governance ----------------------------------------------------------------------------
     def govern(self, method: Any, args: list[Any], expect_ok: bool = True) -> None:
         c, r = self.c, self.replay
@@ -542,11 +553,13 @@ class LedgerMachine:
     def rule_set_dual_control(self, kind="st_kind", approvals="st_approvals"):
         self.govern(self.c.led.setApprovalsRequired, [kind, approvals])
 
-    def rule_toggle_lab_agency(self):
+    def rule_toggle_lab_agency(self, pick="st_pick"):
+        """Suspend the lab now and then (rarely, so inspections mostly go through); reactivate it."""
         r, c = self.replay, self.c
-        status = r.agencies[c.index["LAB"]]["status"]
-        self.govern(c.reg.setAgencyStatus, [c.agencies["LAB"], AGENCY_SUSPENDED if status == AGENCY_ACTIVE
-                                            else AGENCY_ACTIVE])
+        if r.agencies[c.index["LAB"]]["status"] == AGENCY_SUSPENDED:
+            self.govern(c.reg.setAgencyStatus, [c.agencies["LAB"], AGENCY_ACTIVE])
+        elif pick % 3 == 0:
+            self.govern(c.reg.setAgencyStatus, [c.agencies["LAB"], AGENCY_SUSPENDED])
 
     def rule_threshold(self, flag="st_flag"):
         self.govern(self.c.reg.setThreshold, [3 if flag else 2])
@@ -721,13 +734,59 @@ class LedgerMachine:
 
     def rule_decide(self, pick="st_pick", kind="st_kind", mode="st_mode"):
         c, r = self.c, self.replay
-        did = self.pick(sorted(r.decls), pick)
+        fitting = [d for d, v in sorted(r.decls.items()) if v["status"] in RELEASE_FROM[kind]]
+        did = self.pick(fitting, pick) if fitting and pick % 4 else self.pick(sorted(r.decls), pick)
         if did is None:
             return
         key = self.pick(self.jurisdiction_keys[r.decls[did]["jurisdiction"]], pick)
         cited = self._cite(did, mode)
         ok = did not in r.pending and self._decision_ok(did, kind, cited)
         self.send(c.led.decide, [did, kind, pick % 50, sha(f"decision-{pick}"), cited], key, ok)
+
+    def rule_inspect_and_release(self, pick="st_pick", flag="st_flag", mask="st_mask"):
+        """The happy path: accept, channel, PASS stamps for every missing required type, RELEASE."""
+        c = self.c
+        r = self.replay
+        ready = [d for d, v in sorted(r.decls.items()) if v["status"] in (ST_SUBMITTED, ST_ACCEPTED, ST_HELD)
+                 and d not in r.pending]
+        did = self.pick(ready, pick)
+        if did is None:
+            return
+        d = r.decls[did]
+        customs = self.jurisdiction_keys[d["jurisdiction"]][0]
+        if d["channel"] == CH_NONE:
+            if d["status"] == ST_HELD:  # held before any channel: it can no longer get one
+                return
+            channel = CH_GREEN if mask == 0 else 2 + pick % 2
+            self.send(c.led.assignChannel, [did, channel, mask, sha("rules-happy")], c.keys.oracle, True)
+        if self.replay.decls[did]["status"] == ST_SUBMITTED:
+            mrn = d["mrn"] if d["mrn"] != ZERO32 else b32(self.fresh("MRN"))
+            self.send(c.led.acceptDeclaration, [did, mrn], customs, True)
+        r = self.replay
+        if r.decls[did]["status"] == ST_RELEASED:  # GREEN without stamps: released on acceptance
+            return
+        have = 0
+        for sid in self._cite(did, "valid"):
+            have |= 1 << r.stamps[sid]["stampType"]
+        for t in USED_TYPES:
+            if r.decls[did]["requiredStamps"] >> t & 1 and not have >> t & 1:
+                key = c.keys.partner if t == EXPORT_CLEARANCE else (c.keys.lab if flag else c.keys.lab2)
+                role = PARTNER_ROLE if t == EXPORT_CLEARANCE else INSPECTION_ROLE
+                report = sha(self.fresh("sm-pass"))
+                ok = self.key_ok(key, role)
+                self.send(c.led.recordStamp, [did, t, PASS, report, cid(report.hex())], key, ok)
+                if not ok:
+                    return
+        cited = self._cite(did, "valid")
+        key = self.pick(self.jurisdiction_keys[r.decls[did]["jurisdiction"]], pick)
+        self.send(c.led.decide, [did, RELEASE, 1, sha("release"), cited], key, self._decision_ok(did, RELEASE, cited))
+        if did in self.replay.pending:  # dual control: a second, distinct signer completes it
+            p = self.replay.pending[did]
+            for other in self.jurisdiction_keys[r.decls[did]["jurisdiction"]]:
+                if did not in self.replay.pending:
+                    break
+                if (did, p["round"], other.address) not in self.replay.decision_approvals:
+                    self.send(c.led.approveDecision, [did, cited], other, self._decision_ok(did, RELEASE, cited))
 
     def rule_approve_decision(self, pick="st_pick", mode="st_mode"):
         c, r = self.c, self.replay
@@ -871,15 +930,17 @@ def test_stateful(c, AgencyRegistry, ClearanceLedger):
     assert c.reg.tx.txid in {tx for _, _, tx, _ in baseline}  # the deployment's own events are included
     state_machine(
         LedgerMachine, c, codec, baseline, base_block,
-        settings={"max_examples": int(os.environ.get("LEDGER_STATEFUL_EXAMPLES", 12)),
-                  "stateful_step_count": int(os.environ.get("LEDGER_STATEFUL_STEPS", 45)), "suppress_health_check": list(HealthCheck),
+        settings={"derandomize": os.environ.get("LEDGER_STATEFUL_RANDOM") is None,
+                  "max_examples": int(os.environ.get("LEDGER_STATEFUL_EXAMPLES", 40)),
+                  "stateful_step_count": int(os.environ.get("LEDGER_STATEFUL_STEPS", 40)), "suppress_health_check": list(HealthCheck),
                   "database": None},
     )
     stats = STATS
     print("\nstateful run:", dict(sorted(stats.items())))
     # the run really exercised the ledger (not just early returns)
     for name in ("DeclarationSubmitted", "DeclarationAmended", "DeclarationAccepted", "ChannelAssigned",
-                 "StampRecorded", "StampRevoked", "DecisionRecorded", "ProposalExecuted", "BatchAnchored",
-                 "AlertRaised"):
+                 "StampRecorded", "relayed stamp", "StampRevoked", "DecisionRecorded", "release decision",
+                 "DecisionProposed", "release decision (dual control)", "ProposalExecuted", "BatchAnchored", "AlertRaised", "AlertCleared",
+                 "SignerKeyCompromised"):
         assert stats[name] > 0, name
     assert sum(v for k, v in stats.items() if k.startswith("refused")) > 0
