@@ -184,7 +184,7 @@ def _run(node: AnvilNode, tmp: Path, events: int, repeat: int) -> None:
         f"| decode, ours, all logs | {rate(n, t_decode)} | **{t_web3_decode / t_decode:.1f} x web3**, goal >= 50k/s |"
     )
     print(f"| decode, ours, fixed-layout events only | {rate(len(static_logs), t_static)} | |")
-    print(f"| decode, ours, events with dynamic fields (eth_abi) | {rate(len(dynamic_logs), t_dynamic)} | |")
+    print(f"| decode, ours, events with dynamic fields (head/tail layout) | {rate(len(dynamic_logs), t_dynamic)} | |")
     print(f"| decode, web3 process_log, all logs | {rate(n, t_web3_decode)} | baseline |")
     catch_up = f"goal >= 50k/s; {indexed:,} events in {t_index:.2f} s"
     print(f"| indexer catch-up (fetch + decode + SQLite WAL) | {rate(indexed, t_index)} | {catch_up} |")

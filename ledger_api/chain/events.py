@@ -6,12 +6,17 @@ keeps logs as parsed JSON, and decodes them by the ABI layout:
 * indexed fields come from the topics (static types are the 32-byte word itself);
 * when every non-indexed field is static, each is sliced from the data at a fixed 32-byte offset
   and converted directly from hex (no generic decoder in the loop);
-* only events with dynamic fields (``bytes``, ``string``, ``SupportingDocument[]``, ``bytes32[]``)
-  go through ``eth_abi.decode``.
+* dynamic fields (``bytes``, ``string``, ``SupportingDocument[]``, ``bytes32[]``) are read from the
+  ABI head/tail layout (offset → length → payload) by readers built once per event; only shapes
+  our contracts do not use (fixed-size arrays, multi-word static tuples) go through ``eth_abi``.
+
+The fast paths trust what our own contracts emit: they check lengths and offsets against the data
+(a malformed log raises :class:`EventDecodeError`) but not the zero padding inside a word, which
+``eth_abi`` would reject.
 
 Values have the types web3 would give, normalised for storage: integers as ``int``, ``bool``,
-addresses as checksummed ``str``, fixed and dynamic bytes as ``bytes``, strings as ``str``, tuples
-as ``dict`` (by component name) and arrays as ``tuple``.
+addresses as checksummed ``str``, fixed and dynamic bytes as ``bytes`` (or 0x-hex ``str`` with
+``hex_bytes=True``), strings as ``str``, tuples as ``dict`` (by component name), arrays as ``tuple``.
 
 :func:`fetch_logs` paginates adaptively: a page that fails with a "too many results" / "range too
 large" / response-size error or a timeout is split in half and retried; pages that come back small
@@ -26,7 +31,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import httpx
 from eth_abi.abi import decode as abi_decode
@@ -209,9 +214,12 @@ def fetch_logs(
 # ================================================================================ decoding
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DecodedEvent:
-    """One decoded log: where it came from and its arguments by name."""
+class DecodedEvent(NamedTuple):
+    """One decoded log: where it came from and its arguments by name.
+
+    An immutable named tuple rather than a dataclass: constructing a frozen dataclass costs more
+    than decoding a fixed-layout event, and decoding runs once per log.
+    """
 
     contract: str  # contract name: "AgencyRegistry" / "ClearanceLedger"
     name: str  # event name, e.g. "DeclarationSubmitted"
@@ -223,7 +231,7 @@ class DecodedEvent:
     args: Mapping[str, Any]
 
 
-def _convert_word(abi_type: str) -> Callable[[str], Any]:
+def _convert_word(abi_type: str, hex_bytes: bool = False) -> Callable[[str], Any]:
     """A converter from one 64-hex-digit ABI word to the Python value of a static ``abi_type``."""
     if abi_type.startswith("uint"):
         return lambda word: int(word, 16)
@@ -241,6 +249,8 @@ def _convert_word(abi_type: str) -> Callable[[str], Any]:
         return lambda word: word[-1] != "0"
     if abi_type.startswith("bytes") and abi_type != "bytes":
         size = int(abi_type[5:])
+        if hex_bytes:
+            return lambda word: "0x" + word[: size * 2].lower()
         return lambda word: bytes.fromhex(word[: size * 2])
     raise ValueError(f"not a static ABI type: {abi_type}")
 
@@ -271,19 +281,19 @@ def _is_static(abi_type: str) -> bool:
     return not (abi_type in ("bytes", "string") or abi_type.endswith("]") or abi_type.startswith("("))
 
 
-def _normalizer(param: Mapping[str, Any]) -> Callable[[Any], Any] | None:
+def _normalizer(param: Mapping[str, Any], hex_bytes: bool = False) -> Callable[[Any], Any] | None:
     """Post-processing of an eth_abi value to our conventions (``None`` = keep as is)."""
     abi_type = str(param["type"])
     if abi_type.endswith("]"):
         inner = dict(param)
         inner["type"] = abi_type[: abi_type.rindex("[")]
-        element = _normalizer(inner)
+        element = _normalizer(inner, hex_bytes)
         if element is None:
             return tuple
         return lambda values: tuple(element(v) for v in values)
     if abi_type == "tuple":
         names = [str(c["name"]) for c in param["components"]]
-        converters = [_normalizer(c) for c in param["components"]]
+        converters = [_normalizer(c, hex_bytes) for c in param["components"]]
 
         def to_dict(value: Sequence[Any]) -> dict[str, Any]:
             return {n: (v if f is None else f(v)) for n, f, v in zip(names, converters, value, strict=True)}
@@ -291,7 +301,100 @@ def _normalizer(param: Mapping[str, Any]) -> Callable[[Any], Any] | None:
         return to_dict
     if abi_type == "address":
         return lambda value: _checksum(str(value)[2:].lower())
+    if hex_bytes and abi_type.startswith("bytes"):
+        return lambda value: "0x" + bytes(value).hex()
     return None
+
+
+_Reader = Callable[[bytes, int], Any]
+
+
+def _scalar_reader(abi_type: str, hex_bytes: bool = False) -> _Reader | None:
+    """Reader of one static 32-byte ABI value at ``pos`` of a byte buffer."""
+    if abi_type.startswith("uint"):
+        return lambda buf, pos: int.from_bytes(buf[pos : pos + 32], "big")
+    if abi_type.startswith("int"):
+        return lambda buf, pos: int.from_bytes(buf[pos : pos + 32], "big", signed=True)
+    if abi_type == "address":
+        return lambda buf, pos: _checksum(buf[pos + 12 : pos + 32].hex())
+    if abi_type == "bool":
+        return lambda buf, pos: buf[pos + 31] != 0
+    if abi_type.startswith("bytes") and abi_type != "bytes":
+        size = int(abi_type[5:])
+        if hex_bytes:
+            return lambda buf, pos: "0x" + buf[pos : pos + size].hex()
+        return lambda buf, pos: buf[pos : pos + size]
+    return None
+
+
+def _layout_reader(param: Mapping[str, Any], hex_bytes: bool = False) -> tuple[bool, _Reader] | None:
+    """``(dynamic, reader)`` decoding ``param`` straight from the ABI head/tail layout.
+
+    Supports what our events use: 32-byte scalars, ``bytes``, ``string``, ``T[]`` and tuples of
+    those. ``None`` for anything else (fixed-size arrays, multi-word static tuples): eth_abi decodes
+    those. Readers raise ``ValueError`` when an offset or length points outside the data.
+    """
+    abi_type = str(param["type"])
+    if abi_type.endswith("[]"):
+        inner = dict(param)
+        inner["type"] = abi_type[:-2]
+        element = _layout_reader(inner, hex_bytes)
+        if element is None:
+            return None
+        element_dynamic, read_element = element
+
+        def read_array(buf: bytes, pos: int) -> tuple[Any, ...]:
+            count = int.from_bytes(buf[pos : pos + 32], "big")
+            base = pos + 32
+            if base + 32 * count > len(buf):
+                raise ValueError("array runs past the end of the data")
+            if element_dynamic:
+                return tuple(
+                    read_element(buf, base + int.from_bytes(buf[base + 32 * i : base + 32 * i + 32], "big"))
+                    for i in range(count)
+                )
+            return tuple(read_element(buf, base + 32 * i) for i in range(count))
+
+        return True, read_array
+    if abi_type.endswith("]"):
+        return None
+    if abi_type in ("bytes", "string"):
+        as_text = abi_type == "string"
+
+        def read_bytes(buf: bytes, pos: int) -> Any:
+            length = int.from_bytes(buf[pos : pos + 32], "big")
+            end = pos + 32 + length
+            if end > len(buf):
+                raise ValueError("bytes run past the end of the data")
+            value = buf[pos + 32 : end]
+            if as_text:
+                return value.decode("utf-8")
+            return "0x" + value.hex() if hex_bytes else value
+
+        return True, read_bytes
+    if abi_type == "tuple":
+        parts = [_layout_reader(c, hex_bytes) for c in param["components"]]
+        if any(p is None for p in parts):
+            return None
+        readers = [p for p in parts if p is not None]
+        if not any(dynamic for dynamic, _ in readers):
+            return None  # a static tuple spans several words: leave it to eth_abi
+        names = [str(c["name"]) for c in param["components"]]
+
+        def read_tuple(buf: bytes, pos: int) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for k, (name, (dynamic, read)) in enumerate(zip(names, readers, strict=True)):
+                head = pos + 32 * k
+                if head + 32 > len(buf):
+                    raise ValueError("tuple head runs past the end of the data")
+                out[name] = (
+                    read(buf, pos + int.from_bytes(buf[head : head + 32], "big")) if dynamic else read(buf, head)
+                )
+            return out
+
+        return True, read_tuple
+    scalar = _scalar_reader(abi_type, hex_bytes)
+    return None if scalar is None else (False, scalar)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,10 +411,12 @@ class EventSpec:
     data_types: tuple[str, ...]
     data_normalizers: tuple[Callable[[Any], Any] | None, ...]
     field_order: tuple[str, ...]  # ABI order of all fields
+    # Head/tail layout readers when the data has dynamic fields we can read directly (else eth_abi).
+    dynamic_data: tuple[tuple[str, bool, _Reader], ...] | None = None
 
     @classmethod
-    def from_abi(cls, contract: str, entry: Mapping[str, Any]) -> EventSpec:
-        """Build the spec of one ABI ``event`` entry."""
+    def from_abi(cls, contract: str, entry: Mapping[str, Any], *, hex_bytes: bool = False) -> EventSpec:
+        """Build the spec of one ABI ``event`` entry (``hex_bytes``: bytes values as 0x-hex strings)."""
         inputs = list(entry["inputs"])
         signature = f"{entry['name']}({','.join(_type_string(p) for p in inputs)})"
         indexed = []
@@ -319,23 +424,30 @@ class EventSpec:
             if p["indexed"]:
                 t = _type_string(p)
                 # An indexed dynamic value is only its keccak in the topic: keep the 32 bytes.
-                indexed.append((str(p["name"]), _convert_word(t if _is_static(t) else "bytes32")))
+                indexed.append((str(p["name"]), _convert_word(t if _is_static(t) else "bytes32", hex_bytes)))
         data = [p for p in inputs if not p["indexed"]]
         types = tuple(_type_string(p) for p in data)
         static = all(_is_static(t) for t in types)
+        layout = [_layout_reader(p, hex_bytes) for p in data]
+        dynamic_data = (
+            tuple((str(p["name"]), r[0], r[1]) for p, r in zip(data, layout, strict=True) if r is not None)
+            if not static and all(r is not None for r in layout)
+            else None
+        )
         return cls(
             contract=contract,
             name=str(entry["name"]),
             signature=signature,
             topic0="0x" + keccak(text=signature).hex(),
             indexed=tuple(indexed),
-            static_data=tuple((str(p["name"]), _convert_word(t)) for p, t in zip(data, types, strict=True))
+            static_data=tuple((str(p["name"]), _convert_word(t, hex_bytes)) for p, t in zip(data, types, strict=True))
             if static
             else None,
             data_names=tuple(str(p["name"]) for p in data),
             data_types=types,
-            data_normalizers=tuple(_normalizer(p) for p in data),
+            data_normalizers=tuple(_normalizer(p, hex_bytes) for p in data),
             field_order=tuple(str(p["name"]) for p in inputs),
+            dynamic_data=dynamic_data,
         )
 
     def decode_args(self, topics: Sequence[str], data: str) -> dict[str, Any]:
@@ -352,6 +464,16 @@ class EventSpec:
             for name, convert in self.static_data:
                 args[name] = convert(data[offset : offset + 64])
                 offset += 64
+        elif self.dynamic_data is not None:
+            buf = bytes.fromhex(data[2:])
+            if len(buf) < 32 * len(self.dynamic_data):
+                raise EventDecodeError(f"{self.name}: data shorter than its head")
+            try:
+                for k, (name, dynamic, read) in enumerate(self.dynamic_data):
+                    head = 32 * k
+                    args[name] = read(buf, int.from_bytes(buf[head : head + 32], "big")) if dynamic else read(buf, head)
+            except (ValueError, IndexError, UnicodeDecodeError) as exc:
+                raise EventDecodeError(f"{self.name}: cannot decode data: {exc}") from exc
         else:
             try:
                 values = abi_decode(self.data_types, bytes.fromhex(data[2:]))
@@ -376,10 +498,14 @@ class EventDecoder:
         self._specs: dict[tuple[str, str], EventSpec] = {(s.contract, s.topic0): s for s in specs}
 
     @classmethod
-    def for_contracts(cls, contracts: Mapping[str, str]) -> EventDecoder:
-        """A decoder for ``{address: contract name}`` using the committed ABIs of those contracts."""
+    def for_contracts(cls, contracts: Mapping[str, str], *, hex_bytes: bool = False) -> EventDecoder:
+        """A decoder for ``{address: contract name}`` using the committed ABIs of those contracts.
+
+        ``hex_bytes=True`` gives bytes values as lowercase 0x-hex strings (JSON-ready, what the
+        index stores) instead of ``bytes``; it saves a conversion per value.
+        """
         specs = [
-            EventSpec.from_abi(name, entry)
+            EventSpec.from_abi(name, entry, hex_bytes=hex_bytes)
             for name in sorted(set(contracts.values()))
             for entry in load_artifact(name).abi
             if entry.get("type") == "event" and not entry.get("anonymous", False)

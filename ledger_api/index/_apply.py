@@ -17,18 +17,7 @@ SUBMITTED, ACCEPTED, RELEASED, SUPERSEDED = 1, 2, 3, 7
 _ALERT_ON_DECLARATION = 1
 
 
-def plain(value: Any) -> Any:
-    """Bytes → 0x-hex, tuples → lists, recursively (JSON-ready)."""
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, tuple | list):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
-
-
-_Handler = Callable[["Applier", DecodedEvent, dict[str, Any], int], None]
+_Handler = Callable[["Applier", DecodedEvent, Mapping[str, Any], int], None]
 
 
 class Applier:
@@ -41,6 +30,26 @@ class Applier:
         self._trader_state: dict[str, tuple[Any, ...]] = {}
         self._declaration_state: dict[str, tuple[Any, ...]] = {}
         self._agency_ids: dict[int, str] = {}
+        self._pending: dict[str, list[tuple[Any, ...]]] = {}
+
+    def _insert(self, sql: str, row: tuple[Any, ...]) -> None:
+        """Queue a row; rows are written with ``executemany`` per statement at :meth:`flush`."""
+        rows = self._pending.get(sql)
+        if rows is None:
+            self._pending[sql] = [row]
+        else:
+            rows.append(row)
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        """Run a query after writing the queued rows (so it sees them)."""
+        self.flush()
+        return self._db.execute(sql, params)
+
+    def flush(self) -> None:
+        """Write every queued row (call inside the page's transaction)."""
+        for sql, rows in self._pending.items():
+            self._db.executemany(sql, rows)
+        self._pending.clear()
 
     def reset(self) -> None:
         """Forget cached snapshots (after a rollback or a failed transaction)."""
@@ -49,11 +58,15 @@ class Applier:
         self._trader_state.clear()
         self._declaration_state.clear()
         self._agency_ids.clear()
+        self._pending.clear()
 
     def apply(self, event: DecodedEvent, timestamp: int) -> None:
-        """Record ``event`` (mined at ``timestamp``) in ``events`` and the tables it affects."""
-        args = plain(dict(event.args))
-        self._db.execute(
+        """Record ``event`` (mined at ``timestamp``) in ``events`` and the tables it affects.
+
+        ``event`` comes from a decoder with ``hex_bytes=True`` (bytes already 0x-hex, JSON-ready).
+        """
+        args = event.args
+        self._insert(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 event.block_number,
@@ -72,7 +85,7 @@ class Applier:
     # ------------------------------------------------------------------ helpers
 
     def _touch(self, declaration_id: str, event: DecodedEvent) -> None:
-        self._db.execute(
+        self._insert(
             "INSERT OR IGNORE INTO declaration_events VALUES (?, ?, ?)",
             (declaration_id, event.block_number, event.log_index),
         )
@@ -80,7 +93,7 @@ class Applier:
     def _latest(self, cache: dict[str, tuple[Any, ...]], sql: str, key: str) -> tuple[Any, ...] | None:
         state = cache.get(key)
         if state is None:
-            row = self._db.execute(sql, (key,)).fetchone()
+            row = self._read(sql, (key,)).fetchone()
             if row is not None:
                 state = tuple(row)
                 cache[key] = state
@@ -89,7 +102,7 @@ class Applier:
     def _agency_id(self, index: int) -> str:
         known = self._agency_ids.get(index)
         if known is None:
-            row = self._db.execute("SELECT agency_id FROM agencies WHERE agency_index = ?", (index,)).fetchone()
+            row = self._read("SELECT agency_id FROM agencies WHERE agency_index = ?", (index,)).fetchone()
             known = str(row[0]) if row else ""
             if known:
                 self._agency_ids[index] = known
@@ -106,7 +119,7 @@ class Applier:
         fields = dict(zip(("name", "roles", "status", "encryption_key", "ipfs_endpoint"), old, strict=True))
         fields.update(changes)
         state = (fields["name"], fields["roles"], fields["status"], fields["encryption_key"], fields["ipfs_endpoint"])
-        self._db.execute(
+        self._insert(
             "INSERT INTO agency_states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (agency_id, event.block_number, event.log_index, ts, change, *state),
         )
@@ -124,7 +137,7 @@ class Applier:
         fields = dict(zip(names, old, strict=True))
         fields.update(changes)
         state = tuple(fields[n] for n in names)
-        self._db.execute(
+        self._insert(
             "INSERT INTO key_states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (signer, event.block_number, event.log_index, ts, change, *state),
         )
@@ -132,19 +145,22 @@ class Applier:
 
     # declaration snapshot: status, channel, required_stamps, mrn, rule_set_hash, superseded_by
     def _declaration_snapshot(
-        self, event: DecodedEvent, ts: int, declaration_id: str, change: str, **changes: Any
+        self, event: DecodedEvent, ts: int, declaration_id: str, change: str, *, fresh: bool = False, **changes: Any
     ) -> None:
-        old = self._latest(
-            self._declaration_state,
-            "SELECT status, channel, required_stamps, mrn, rule_set_hash, superseded_by FROM declaration_states "
-            "WHERE declaration_id = ? ORDER BY block_number DESC, log_index DESC LIMIT 1",
-            declaration_id,
-        ) or (0, 0, 0, None, None, None)
+        known = None
+        if not fresh:
+            known = self._latest(
+                self._declaration_state,
+                "SELECT status, channel, required_stamps, mrn, rule_set_hash, superseded_by FROM declaration_states "
+                "WHERE declaration_id = ? ORDER BY block_number DESC, log_index DESC LIMIT 1",
+                declaration_id,
+            )
+        old = known or (0, 0, 0, None, None, None)
         names = ("status", "channel", "required_stamps", "mrn", "rule_set_hash", "superseded_by")
         fields = dict(zip(names, old, strict=True))
         fields.update(changes)
         state = tuple(fields[n] for n in names)
-        self._db.execute(
+        self._insert(
             "INSERT INTO declaration_states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (declaration_id, event.block_number, event.log_index, ts, change, *state),
         )
@@ -161,7 +177,7 @@ class Applier:
         fields = dict(zip(names, old, strict=True))
         fields.update(changes)
         state = tuple(fields[n] for n in names)
-        self._db.execute(
+        self._insert(
             "INSERT INTO trader_states VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (trader, event.block_number, event.log_index, ts, change, *state),
         )
@@ -174,11 +190,11 @@ class Applier:
         if previous is None:
             jurisdiction, local_reference = a["jurisdiction"], a["localReference"]
         else:
-            row = self._db.execute(
+            row = self._read(
                 "SELECT jurisdiction, local_reference FROM declarations WHERE declaration_id = ?", (previous,)
             ).fetchone()
             jurisdiction, local_reference = (row[0], row[1]) if row else (0, "")
-        self._db.execute(
+        self._insert(
             "INSERT INTO declarations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 declaration_id,
@@ -205,14 +221,14 @@ class Applier:
             mrn = prev_state[3] if prev_state else None
         self._declaration_snapshot(
             event, ts, declaration_id, "submitted" if previous is None else "amended",
-            status=SUBMITTED, mrn=mrn,
+            status=SUBMITTED, mrn=mrn, fresh=True,
         )  # fmt: skip
-        self._db.execute(
+        self._insert(
             "INSERT INTO anchors VALUES (?, ?, ?, ?, ?, ?)",
             (declaration_id, ANCHOR_DECLARATION, declaration_id, a["cid"], event.block_number, event.log_index),
         )
         for position, document in enumerate(a["documents"]):
-            self._db.execute(
+            self._insert(
                 "INSERT INTO supporting_documents VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     declaration_id,
@@ -224,7 +240,7 @@ class Applier:
                     event.log_index,
                 ),
             )
-            self._db.execute(
+            self._insert(
                 "INSERT INTO anchors VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     document["sha256"],
@@ -241,9 +257,9 @@ class Applier:
 # ====================================================================== handlers, one per event
 
 
-def _agency_added(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _agency_added(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     country = bytes.fromhex(a["country"][2:]).decode("ascii", "replace")
-    ap._db.execute(
+    ap._insert(
         "INSERT INTO agencies VALUES (?, ?, ?, ?, ?)",
         (a["agencyId"], a["agencyIndex"], country, e.block_number, e.log_index),
     )
@@ -253,58 +269,58 @@ def _agency_added(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> N
     )  # fmt: skip
 
 
-def _agency_roles(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _agency_roles(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     ap._agency_snapshot(e, ts, a["agencyId"], "roles", roles=a["roles"])
 
 
-def _agency_status(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _agency_status(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     ap._agency_snapshot(e, ts, a["agencyId"], "status", status=a["status"])
 
 
-def _agency_profile(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _agency_profile(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     ap._agency_snapshot(
         e, ts, a["agencyId"], "profile", name=a["name"], encryption_key=a["encryptionKey"],
         ipfs_endpoint=a["ipfsEndpoint"],
     )  # fmt: skip
 
 
-def _key_added(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
-    row = ap._db.execute("SELECT agency_index FROM agencies WHERE agency_id = ?", (a["agencyId"],)).fetchone()
+def _key_added(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
+    row = ap._read("SELECT agency_index FROM agencies WHERE agency_id = ?", (a["agencyId"],)).fetchone()
     ap._key_snapshot(
         e, ts, a["signer"], "added", agency_id=a["agencyId"], agency_index=row[0] if row else 0,
         valid_from=a["validFrom"], valid_until=a["validUntil"], compromised_at=0,
     )  # fmt: skip
 
 
-def _key_expiry(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _key_expiry(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     ap._key_snapshot(e, ts, a["signer"], "expiry", valid_until=a["validUntil"])
 
 
-def _key_compromised(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _key_compromised(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     ap._key_snapshot(e, ts, a["signer"], "compromised", compromised_at=a["compromisedAt"], reported_by=a["reportedBy"])
 
 
-def _trader_registered(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _trader_registered(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     ap._trader_snapshot(
         e, ts, a["trader"], "registered", registrar_index=a["registrarIndex"], status=1, aeo=int(a["aeo"])
     )
 
 
-def _trader_updated(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _trader_updated(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     ap._trader_snapshot(e, ts, a["trader"], "updated", status=a["status"], aeo=int(a["aeo"]))
 
 
 def _governor(added: bool) -> _Handler:
-    def handler(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
-        ap._db.execute(
+    def handler(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
+        ap._insert(
             "INSERT INTO governor_changes VALUES (?, ?, ?, ?)", (a["governor"], int(added), e.block_number, e.log_index)
         )
 
     return handler
 
 
-def _proposal_created(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
-    ap._db.execute(
+def _proposal_created(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
+    ap._insert(
         "INSERT INTO proposals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             a["proposalId"], a["proposer"], a["target"], a["callData"], a["expiresAt"], a["epoch"],
@@ -314,8 +330,8 @@ def _proposal_created(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) 
 
 
 def _proposal_action(action: str, actor: str | None) -> _Handler:
-    def handler(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
-        ap._db.execute(
+    def handler(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
+        ap._insert(
             "INSERT INTO proposal_actions VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 a["proposalId"], action, a.get(actor) if actor else None, a.get("approvals"),
@@ -326,24 +342,24 @@ def _proposal_action(action: str, actor: str | None) -> _Handler:
     return handler
 
 
-def _declaration_submitted(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _declaration_submitted(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     ap._store_declaration(e, a, ts, version=1, previous=None)
 
 
-def _declaration_amended(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _declaration_amended(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     ap._store_declaration(e, a, ts, version=a["version"], previous=a["previousId"])
     ap._declaration_snapshot(e, ts, a["previousId"], "superseded", status=SUPERSEDED, superseded_by=a["declarationId"])
     ap._touch(a["previousId"], e)
 
 
-def _declaration_accepted(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _declaration_accepted(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     ap._declaration_snapshot(
         e, ts, a["declarationId"], "accepted", status=RELEASED if a["released"] else ACCEPTED, mrn=a["mrn"]
     )
     ap._touch(a["declarationId"], e)
 
 
-def _channel_assigned(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+def _channel_assigned(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
     changes: dict[str, Any] = {
         "channel": a["channel"], "required_stamps": a["requiredStamps"], "rule_set_hash": a["ruleSetHash"]
     }  # fmt: skip
@@ -353,23 +369,23 @@ def _channel_assigned(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) 
     ap._touch(a["declarationId"], e)
 
 
-def _stamp_recorded(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
-    ap._db.execute(
+def _stamp_recorded(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
+    ap._insert(
         "INSERT INTO stamps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             a["stampId"], a["declarationId"], a["agencyIndex"], a["signer"], a["stampType"], a["result"],
             a["signedAt"], a["reportCid"], a["relayer"], e.tx_hash, e.block_number, e.log_index, ts,
         ),
     )  # fmt: skip
-    ap._db.execute(
+    ap._insert(
         "INSERT INTO anchors VALUES (?, ?, ?, ?, ?, ?)",
         (a["stampId"], ANCHOR_STAMP_REPORT, a["declarationId"], a["reportCid"], e.block_number, e.log_index),
     )
     ap._touch(a["declarationId"], e)
 
 
-def _stamp_revoked(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
-    ap._db.execute(
+def _stamp_revoked(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
+    ap._insert(
         "INSERT INTO stamp_revocations VALUES (?, ?, ?, ?, ?, ?, ?)",
         (a["stampId"], a["declarationId"], a["signer"], a["reasonCode"], e.block_number, e.log_index, ts),
     )
@@ -377,10 +393,10 @@ def _stamp_revoked(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> 
 
 
 def _decision(action: str) -> _Handler:
-    def handler(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
+    def handler(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
         signer = a.get("signer") or a.get("proposer") or ""
         pass_stamps = a.get("passStamps")
-        ap._db.execute(
+        ap._insert(
             "INSERT INTO decision_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 a["declarationId"], a["round"], action, a.get("kind"), a.get("status"), a.get("reasonCode"),
@@ -395,22 +411,22 @@ def _decision(action: str) -> _Handler:
     return handler
 
 
-def _batch_anchored(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
-    ap._db.execute(
+def _batch_anchored(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
+    ap._insert(
         "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             a["root"], a["agencyIndex"], a["leafCount"], a["kind"], a["manifestCid"], a["signer"],
             e.block_number, e.log_index, ts,
         ),
     )  # fmt: skip
-    ap._db.execute(
+    ap._insert(
         "INSERT INTO anchors VALUES (?, ?, ?, ?, ?, ?)",
         (a["root"], ANCHOR_BATCH_ROOT, a["root"], a["manifestCid"], e.block_number, e.log_index),
     )
 
 
-def _alert_raised(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
-    ap._db.execute(
+def _alert_raised(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
+    ap._insert(
         "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             a["alertId"], a["subject"], a["subjectKind"], a["agencyIndex"], a["reasonCode"], a["evidenceSha256"],
@@ -421,12 +437,12 @@ def _alert_raised(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> N
         ap._touch(a["subject"], e)
 
 
-def _alert_cleared(ap: Applier, e: DecodedEvent, a: dict[str, Any], ts: int) -> None:
-    ap._db.execute(
+def _alert_cleared(ap: Applier, e: DecodedEvent, a: Mapping[str, Any], ts: int) -> None:
+    ap._insert(
         "INSERT INTO alert_clearings VALUES (?, ?, ?, ?, ?, ?)",
         (a["alertId"], a["reasonCode"], a["signer"], e.block_number, e.log_index, ts),
     )
-    row = ap._db.execute("SELECT subject_kind FROM alerts WHERE alert_id = ?", (a["alertId"],)).fetchone()
+    row = ap._read("SELECT subject_kind FROM alerts WHERE alert_id = ?", (a["alertId"],)).fetchone()
     if row is not None and row[0] == _ALERT_ON_DECLARATION:
         ap._touch(a["subject"], e)
 

@@ -56,7 +56,9 @@ class Indexer:
         reorg_window: int = DEFAULT_REORG_WINDOW,
     ) -> None:
         self._rpc = JsonRpc(rpc_url=rpc_url)
-        self._decoder = EventDecoder.for_contracts({registry: "AgencyRegistry", ledger: "ClearanceLedger"})
+        self._decoder = EventDecoder.for_contracts(
+            {registry: "AgencyRegistry", ledger: "ClearanceLedger"}, hex_bytes=True
+        )
         self._db = connect(database)
         self._applier = Applier(self._db)
         self._deployment_block = deployment_block
@@ -160,6 +162,7 @@ class Indexer:
                 self._db.execute("BEGIN")
                 for event in events:
                     self._applier.apply(event, blocks[event.block_number][1])
+                self._applier.flush()
                 self._db.executemany(
                     "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?)",
                     [(number, h, ts) for number, (h, ts) in blocks.items()],

@@ -25,6 +25,12 @@ from ledger_api.errors import ChainUnavailable, EventDecodeError, LogQueryError
 def _random_value(abi_type: str, rng: random.Random, components: list[dict[str, Any]] | None = None) -> Any:
     if abi_type.endswith("[]"):
         return [_random_value(abi_type[:-2], rng, components) for _ in range(rng.randint(0, 3))]
+    if abi_type.endswith("]"):
+        inner, size = abi_type[: abi_type.rindex("[")], int(abi_type[abi_type.rindex("[") + 1 : -1])
+        return [_random_value(inner, rng, components) for _ in range(size)]
+    if abi_type.startswith("int"):
+        bits = int(abi_type[3:] or 256)
+        return rng.getrandbits(bits) - (1 << (bits - 1))
     if abi_type == "tuple":
         assert components is not None
         return tuple(_random_value(c["type"], rng, c.get("components")) for c in components)
@@ -59,6 +65,16 @@ def _norm(value: Any) -> Any:
     return value
 
 
+def _hexed(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, dict):
+        return {k: _hexed(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_hexed(v) for v in value)
+    return value
+
+
 def _synthetic_log(entry: dict[str, Any], spec: EventSpec, rng: random.Random, address: str) -> dict[str, Any]:
     topics = [spec.topic0]
     data_types, data_values = [], []
@@ -86,6 +102,7 @@ def _synthetic_log(entry: dict[str, Any], spec: EventSpec, rng: random.Random, a
 def test_decoder_matches_web3_for_every_event_with_random_values(contract: str) -> None:
     address = to_checksum_address(("11" if contract == "AgencyRegistry" else "22") * 20)
     decoder = EventDecoder.for_contracts({address: contract})
+    hex_decoder = EventDecoder.for_contracts({address: contract}, hex_bytes=True)
     specs = {s.name: s for s in decoder.specs}
     codec = Web3().codec
     rng = random.Random(20261123)
@@ -109,6 +126,7 @@ def test_decoder_matches_web3_for_every_event_with_random_values(contract: str) 
             assert mine.name == theirs["event"] and mine.contract == contract and mine.address == address
             assert (mine.block_number, mine.log_index) == (theirs["blockNumber"], theirs["logIndex"])
             assert {k: _norm(v) for k, v in mine.args.items()} == {k: _norm(v) for k, v in theirs["args"].items()}
+            assert _hexed(dict(mine.args)) == dict(hex_decoder.decode(log).args)
 
 
 def test_static_events_use_the_fixed_layout_and_dynamic_ones_eth_abi() -> None:
@@ -116,9 +134,48 @@ def test_static_events_use_the_fixed_layout_and_dynamic_ones_eth_abi() -> None:
     specs = {s.name: s for s in decoder.specs}
     assert specs["AlertRaised"].static_data is not None and specs["StampRevoked"].static_data is not None
     assert specs["DeclarationSubmitted"].static_data is None and specs["DecisionRecorded"].static_data is None
+    # Our dynamic fields (bytes, string, bytes32[], SupportingDocument[]) are read from the head/tail
+    # layout directly; eth_abi only decodes shapes we do not read ourselves (see the next test).
+    assert all(s.dynamic_data is not None for s in specs.values() if s.static_data is None)
     assert specs["DeclarationSubmitted"].signature == (
         "DeclarationSubmitted(bytes32,address,uint32,bytes32,bytes,(uint8,bytes32,bytes)[])"
     )
+
+
+def test_shapes_outside_the_fast_layout_fall_back_to_eth_abi() -> None:
+    entry = {
+        "type": "event", "name": "Odd", "anonymous": False,
+        "inputs": [
+            {"name": "who", "type": "address", "indexed": True},
+            {"name": "pair", "type": "uint64[2]", "indexed": False},
+            {"name": "note", "type": "string", "indexed": False},
+            {"name": "delta", "type": "int128", "indexed": False},
+        ],
+    }  # fmt: skip
+    spec = EventSpec.from_abi("Test", entry)
+    assert spec.static_data is None and spec.dynamic_data is None
+    address = "0x" + "44" * 20
+    decoder = EventDecoder(contracts={address: "Test"}, specs=[spec])
+    rng = random.Random(7)
+    for _ in range(20):
+        log = _synthetic_log(entry, spec, rng, address)
+        mine = decoder.decode(log)
+        web3_log = {**log, "topics": [HexBytes(t) for t in log["topics"]], "data": HexBytes(log["data"])}
+        theirs = get_event_data(Web3().codec, entry, web3_log)  # type: ignore[arg-type]
+        assert {k: _norm(v) for k, v in mine.args.items()} == {k: _norm(v) for k, v in theirs["args"].items()}
+
+
+def test_a_dynamic_offset_past_the_end_is_a_decode_error() -> None:
+    address = "0x" + "22" * 20
+    decoder = EventDecoder.for_contracts({address: "ClearanceLedger"})
+    spec = next(s for s in decoder.specs if s.name == "BatchAnchored")
+    entry = next(e for e in load_artifact("ClearanceLedger").abi if e.get("name") == "BatchAnchored")
+    log = _synthetic_log(entry, spec, random.Random(1), address)
+    decoder.decode(log)
+    head = log["data"][2:]
+    broken = head[: 64 * 2] + "00" * 31 + "ff" + head[64 * 3 :]  # manifestCid offset -> 255: past the end
+    with pytest.raises(EventDecodeError, match="BatchAnchored"):
+        decoder.decode({**log, "data": "0x" + broken[: 64 * 5]})
 
 
 def test_malformed_and_unknown_logs() -> None:
