@@ -1,0 +1,95 @@
+"""Builds the FastAPI application: error table, size limits, health, OpenAPI.
+
+``create_app`` is the only constructor; routes live in ``ledger_api/api/routes/`` (one resource
+each) and never build HTTP errors for domain failures: they raise, and the handlers here render
+every :class:`LedgerError` through :mod:`ledger_api.api.problems`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger_api import __version__
+from ledger_api.api.health import HealthCheck, run_checks
+from ledger_api.api.limits import BodySizeLimit
+from ledger_api.api.problems import PROBLEM_MEDIA_TYPE, Problem, problem_for
+from ledger_api.errors import LedgerError
+
+__all__ = ["DEFAULT_MAX_BODY", "create_app"]
+
+#: Default limit on a request body (uploads of documents included): 64 MiB.
+DEFAULT_MAX_BODY = 64 * 1024 * 1024
+
+_log = logging.getLogger("ledger_api.api")
+
+
+def _problem_response(problem: Problem) -> JSONResponse:
+    return JSONResponse(
+        problem.body(), status_code=problem.status, headers=problem.headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def create_app(*, health_checks: list[HealthCheck] | None = None, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The HTTP service. ``health_checks`` are the dependencies ``GET /health`` reports on."""
+    app = FastAPI(
+        title="Customs document-provenance ledger",
+        version=__version__,
+        description="Anchor, follow and verify trade documents across customs administrations.",
+        responses={"default": {"description": "RFC 9457 problem", "content": {PROBLEM_MEDIA_TYPE: {}}}},
+    )
+    checks = list(health_checks or [])
+
+    @app.exception_handler(LedgerError)
+    async def _domain_error(request: Request, error: LedgerError) -> JSONResponse:
+        problem = problem_for(error)
+        if problem.status >= 500:
+            _log.warning("%s %s failed: %s", request.method, request.url.path, error.code)
+        return _problem_response(problem)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"location": ".".join(str(p) for p in item.get("loc", ())), "message": str(item.get("msg", ""))}
+            for item in error.errors()
+        ]
+        return _problem_response(
+            Problem(
+                status=422,
+                code="invalid-request",
+                title="Invalid request",
+                detail=f"{len(fields)} field(s) failed validation",
+                extensions={"errors": fields},
+            )
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated", 403: "forbidden"}
+        return _problem_response(
+            Problem(
+                status=error.status_code,
+                code=codes.get(error.status_code, f"http-{error.status_code}"),
+                title=str(error.detail) if error.detail else "HTTP error",
+                headers=dict(error.headers or {}),
+            )
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        _log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _problem_response(Problem(status=500, code="internal", title="Internal error"))
+
+    @app.get("/health", tags=["operations"], summary="Dependency health (200 ok/degraded, 503 down)")
+    async def health() -> JSONResponse:
+        status, report = await run_checks(checks)
+        body: dict[str, Any] = {"status": status, "version": __version__, "checks": report}
+        return JSONResponse(body, status_code=503 if status == "down" else 200)
+
+    app.add_middleware(BodySizeLimit, max_bytes=max_body)
+    return app
