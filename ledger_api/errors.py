@@ -41,9 +41,16 @@ The tree::
     │   │   │   └── WrongKey          this agency's private key (or password) does not fit
     │   │   └── AccessRevoked         no key wrap for this agency (not granted, revoked, shredded)
     │   └── ProofError                a Merkle / disclosure proof does not lead to the expected root
-    └── ReadModelError                the event index (ledger_api.index)
-        ├── IndexMismatch             the index database belongs to another chain / deployment
-        └── ReorgTooDeep              no common ancestor among the blocks the index remembers
+    ├── ReadModelError                the event index (ledger_api.index)
+    │   ├── IndexMismatch             the index database belongs to another chain / deployment
+    │   └── ReorgTooDeep              no common ancestor among the blocks the index remembers
+    └── AccessError                   who is calling, and may they (ledger_api.api.auth)
+        ├── AuthenticationError       no valid request signature (HTTP 401)
+        │   ├── SignatureMissing      the request carries no Signature / Signature-Input
+        │   ├── SignatureInvalid      malformed, expired, wrong key, tampered request or body
+        │   ├── SignatureReplayed     this signature's nonce was already used
+        │   └── UnknownCaller         the key is not a currently valid agency key or trader
+        └── Forbidden                 authenticated, but not allowed to do this (HTTP 403)
 
 Sections below are owned by the package named in their heading; keep each subtree together.
 """
@@ -51,44 +58,51 @@ Sections below are owned by the package named in their heading; keep each subtre
 from __future__ import annotations
 
 __all__ = [
+    "AccessError",
+    "AccessRevoked",
     "ArtifactMismatch",
+    "AuthenticationError",
+    "CanonicalizationError",
     "ChainError",
     "ChainUnavailable",
     "ConfigurationError",
     "ContractRevert",
-    "DeploymentError",
-    "GasLimitExceeded",
-    "IdempotencyConflict",
-    "OutboxError",
-    "TransactionError",
-    "TransactionFailed",
-    "TransactionRejected",
-    "TransactionTimeout",
-    "UnknownOutboxEntry",
-    "UnknownSigner",
-    "AccessRevoked",
-    "CanonicalizationError",
     "DecryptionError",
+    "DeploymentError",
     "DocumentError",
     "DocumentNotFound",
     "DocumentTooLarge",
     "EnvelopeError",
+    "EventDecodeError",
+    "Forbidden",
+    "GasLimitExceeded",
+    "IdempotencyConflict",
+    "IndexMismatch",
     "IntegrityError",
     "InvalidCid",
+    "LedgerError",
+    "LogQueryError",
     "MalformedBlock",
+    "OutboxError",
     "ProofError",
+    "ReadModelError",
+    "ReorgTooDeep",
+    "SignatureInvalid",
+    "SignatureMissing",
+    "SignatureReplayed",
     "StoreUnavailable",
     "TamperedEnvelope",
+    "ToolchainError",
+    "TransactionError",
+    "TransactionFailed",
+    "TransactionRejected",
+    "TransactionTimeout",
     "TruncatedCar",
+    "UnknownCaller",
+    "UnknownOutboxEntry",
+    "UnknownSigner",
     "UnsupportedEnvelope",
     "WrongKey",
-    "LedgerError",
-    "ToolchainError",
-    "LogQueryError",
-    "EventDecodeError",
-    "ReadModelError",
-    "IndexMismatch",
-    "ReorgTooDeep",
 ]
 
 
@@ -495,3 +509,52 @@ class ReorgTooDeep(ReadModelError):
     """The chain diverged below every block the index still remembers."""
 
     code = "reorg-too-deep"
+
+
+# --- access (owned by ledger_api.api.auth) ------------------------------------------------------
+
+
+class AccessError(LedgerError):
+    """Root of authentication and authorization failures."""
+
+    code = "access"
+
+
+class AuthenticationError(AccessError):
+    """The request is not signed by a key the ledger knows (HTTP 401)."""
+
+    code = "unauthenticated"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nSign requests with a registered key (RFC 9421, see docs/api.md)."
+
+
+class SignatureMissing(AuthenticationError):
+    """The request carries no ``Signature`` / ``Signature-Input`` for this service."""
+
+    code = "signature-missing"
+
+
+class SignatureInvalid(AuthenticationError):
+    """The signature is malformed, expired, by another key, or the request / body was altered."""
+
+    code = "signature-invalid"
+
+
+class SignatureReplayed(AuthenticationError):
+    """The signature's nonce was already used within its validity window."""
+
+    code = "signature-replayed"
+
+
+class UnknownCaller(AuthenticationError):
+    """The key id is not a currently valid key of an active agency, nor an active trader."""
+
+    code = "unknown-caller"
+
+
+class Forbidden(AccessError):
+    """The caller is known but may not do this (role, jurisdiction or object ownership)."""
+
+    code = "forbidden"
+

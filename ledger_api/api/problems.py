@@ -17,6 +17,10 @@ __all__ = ["PROBLEM_MEDIA_TYPE", "Problem", "problem_for", "problem_type"]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_PREFIX = "urn:customs-ledger:problem:"
+#: RFC 9421 §5.1 hint sent with 401s: what a valid request signature covers.
+_ACCEPT_SIGNATURE = (
+    'sig=("@method" "@target-uri" "content-digest");alg="ecdsa-secp256k1-keccak256";tag="customs-ledger"'
+)
 #: Seconds a client should wait before retrying when a dependency is down.
 RETRY_AFTER_SECONDS = 5
 
@@ -72,6 +76,8 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.WrongKey: (403, "No access to this document"),
     e.ProofError: (422, "Proof does not verify"),
     e.ReadModelError: (500, "Read model error"),
+    e.AuthenticationError: (401, "Request not authenticated"),
+    e.Forbidden: (403, "Not allowed"),
 }
 
 #: Contract custom errors (by name suffix, component prefix stripped) that say "who you are may not
@@ -142,6 +148,10 @@ def problem_for(error: e.LedgerError) -> Problem:
         extensions = {"error": error.error_name, "arguments": {k: str(v) for k, v in error.args_by_name.items()}}
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if status == 401:  # RFC 9421 §5.1: say how to sign
+        headers["Accept-Signature"] = (
+            'sig=("@method" "@target-uri" "content-digest");alg="ecdsa-secp256k1-keccak256";tag="customs-ledger"'
+        )
     # 5xx details can name internal endpoints or paths: keep them out of responses (the title and
     # code say what kind of failure it is); an integrity failure names only the CID, which is useful.
     detail = str(error) if status < 500 or isinstance(error, e.IntegrityError) else ""

@@ -1,0 +1,45 @@
+"""FastAPI dependencies, as ``Annotated`` aliases routes declare (``CurrentIdentity``, …)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ledger_api.api.auth import RequestAuthenticator
+from ledger_api.errors import ConfigurationError, Forbidden
+from ledger_api.models import Identity
+
+__all__ = ["CurrentAgency", "CurrentIdentity", "authenticate", "require_role"]
+
+
+async def authenticate(request: Request) -> Identity:
+    """Verify the request's RFC 9421 signature and return the caller.
+
+    The body (already bounded by the size-limit middleware) is read so its Content-Digest can be
+    checked; routes that stream large uploads will verify the digest while streaming instead.
+    """
+    authenticator: RequestAuthenticator | None = getattr(request.app.state, "authenticator", None)
+    if authenticator is None:
+        raise ConfigurationError("no request authenticator configured")
+    body = await request.body()
+    headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
+    return authenticator.authenticate(method=request.method, url=str(request.url), headers=headers, body=body)
+
+
+CurrentIdentity = Annotated[Identity, Depends(authenticate)]
+
+
+async def _agency(identity: CurrentIdentity) -> Identity:
+    if identity.kind != "agency":
+        raise Forbidden("this operation is for agency keys")
+    return identity
+
+
+CurrentAgency = Annotated[Identity, Depends(_agency)]
+
+
+def require_role(identity: Identity, role: str) -> None:
+    """Raise :class:`Forbidden` unless ``identity`` is an agency key whose agency holds ``role``."""
+    if not identity.has_role(role):
+        raise Forbidden(f"requires the {role} role")
