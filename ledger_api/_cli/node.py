@@ -1,4 +1,4 @@
-"""``ledger up`` and ``ledger node …``: the embedded node and the consortium deployment."""
+"""``ledger up``, ``ledger serve`` and ``ledger node …``: the embedded node, the deployment, the API."""
 
 from __future__ import annotations
 
@@ -16,10 +16,15 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    """Add ``up`` and ``node`` to the ``ledger`` command."""
+    """Add ``up``, ``serve`` and ``node`` to the ``ledger`` command."""
     up = subparsers.add_parser("up", help="start the embedded node, deploy + bootstrap once, print addresses")
     up.add_argument("--json", action="store_true", help="print the deployment record as JSON")
     up.set_defaults(handler=_up)
+
+    serve = subparsers.add_parser("serve", help="run the HTTP API (starts the embedded node when needed)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.set_defaults(handler=_serve)
 
     node = subparsers.add_parser("node", help="manage the embedded anvil node")
     actions = node.add_subparsers(dest="node_command", metavar="ACTION", required=True)
@@ -59,6 +64,18 @@ def _up(args: argparse.Namespace) -> int:
         print(f"  trader {label:<24} {address}")
     if settings.embedded:
         print(f"the embedded anvil keeps running (state in {settings.var_dir}/anvil); stop it with `ledger node stop`")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn  # only this command needs the ASGI server
+
+    from ledger_api.api.service import build_service
+
+    settings = _settings()
+    record, _ = ensure_deployed(settings)
+    print(f"ledger: serving the API on http://{args.host}:{args.port} (OpenAPI at /openapi.json)")
+    uvicorn.run(build_service(settings, record), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
