@@ -6,7 +6,7 @@ rolls back to the common ancestor when the chain reorganises. :class:`ReadModel`
 queries (current state and as-of a block or time). See docs/index.md.
 """
 
-from ledger_api.index._indexer import Indexer, connect
+from ledger_api.index._indexer import Indexer, PollStats, connect
 from ledger_api.index._models import (
     AgencyView,
     AlertView,
@@ -33,6 +33,7 @@ __all__ = [
     "EventRecord",
     "Indexer",
     "KeyView",
+    "PollStats",
     "ReadModel",
     "StampView",
     "SupportingDocumentView",

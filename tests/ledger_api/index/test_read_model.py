@@ -234,6 +234,7 @@ def test_poll_is_incremental_and_lag_is_zero_when_caught_up(chain: Any, scenario
     )
     assert indexer.lag() == 1
     assert indexer.poll() == 1
+    assert indexer.last_poll is not None and (indexer.last_poll.events, indexer.last_poll.blocks) == (1, 1)
     assert indexer.cursor == (chain.w3.eth.block_number, chain.w3.eth.get_block("latest")["hash"].to_0x_hex())
     assert indexer.model.event_count() == len(indexer.model.events())
 
