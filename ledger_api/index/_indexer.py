@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,51 @@ __all__ = ["Indexer", "PollStats", "connect"]
 
 #: How many remembered blocks below the cursor each poll re-checks against the chain.
 DEFAULT_REORG_WINDOW = 64
+
+
+_DONE = object()
+
+
+def _prefetched(pages: Iterator[list[Any]], depth: int = 2) -> Iterator[list[Any]]:
+    """Iterate ``pages`` while a background thread already fetches the next ones.
+
+    The node's response time for page n+1 overlaps with decoding and writing page n. Order is kept;
+    an exception in the fetching thread is re-raised here, at the position it happened.
+    """
+    channel: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                channel.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def worker() -> None:
+        try:
+            for page in pages:
+                if not put(page):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            put(exc)
+
+    thread = threading.Thread(target=worker, name="index-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = channel.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=60)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,8 +116,10 @@ class Indexer:
         max_range: int = 100_000,
         result_limit: int | None = None,
         reorg_window: int = DEFAULT_REORG_WINDOW,
+        rpc_timeout: float = 30.0,
+        rpc_retries: int = 4,
     ) -> None:
-        self._rpc = JsonRpc(rpc_url=rpc_url)
+        self._rpc = JsonRpc(rpc_url=rpc_url, timeout=rpc_timeout, retries=rpc_retries)
         self._decoder = EventDecoder.for_contracts(
             {registry: "AgencyRegistry", ledger: "ClearanceLedger"}, hex_bytes=True
         )
@@ -165,14 +214,16 @@ class Indexer:
         processed = pages_seen = 0
         fetch = decode = apply = 0.0
         started = time.perf_counter()
-        pages = fetch_logs(
-            self._rpc,
-            self._decoder.addresses,
-            start,
-            target,
-            initial_range=self._initial_range,
-            max_range=self._max_range,
-            result_limit=self._result_limit,
+        pages = _prefetched(
+            fetch_logs(
+                self._rpc,
+                self._decoder.addresses,
+                start,
+                target,
+                initial_range=self._initial_range,
+                max_range=self._max_range,
+                result_limit=self._result_limit,
+            )
         )
         mark = time.perf_counter()
         for page in pages:

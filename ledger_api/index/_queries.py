@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +52,29 @@ class ReadModel:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Run several statements on one consistent snapshot (a read transaction in WAL mode), so a
+        query never mixes rows from before and after an indexer commit or rollback."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
+
     @classmethod
     def open(cls, database: Path | str) -> ReadModel:
         """Open an index database for reading (it may be written by an indexer concurrently)."""
         from ledger_api.index._indexer import connect
 
         return cls(connect(database))
+
+    def close(self) -> None:
+        """Close the database connection (only for models from :meth:`open`)."""
+        self._db.close()
 
     # ------------------------------------------------------------------ blocks and time
 
@@ -76,7 +95,8 @@ class ReadModel:
 
     def declaration(self, declaration_id: str | bytes) -> DeclarationView | None:
         """The current state of one declaration version, or ``None`` if unknown."""
-        return self._declaration(_hex32(declaration_id), _LATEST)
+        with self._snapshot():
+            return self._declaration(_hex32(declaration_id), _LATEST)
 
     def declaration_as_of(
         self, declaration_id: str | bytes, *, block: int | None = None, time: int | None = None
@@ -88,15 +108,16 @@ class ReadModel:
         """
         if (block is None) == (time is None):
             raise ValueError("give exactly one of block= or time=")
-        if time is not None:
-            block = self.block_at(time)
-            if block is None:
+        with self._snapshot():
+            if time is not None:
+                block = self.block_at(time)
+                if block is None:
+                    return None
+            assert block is not None
+            view = self._declaration(_hex32(declaration_id), block)
+            if view is None:
                 return None
-        assert block is not None
-        view = self._declaration(_hex32(declaration_id), block)
-        if view is None:
-            return None
-        return DeclarationView(**{**view.__dict__, "stamps": self._stamps(view.declaration_id, block)})
+            return DeclarationView(**{**view.__dict__, "stamps": self._stamps(view.declaration_id, block)})
 
     def _declaration(self, declaration_id: str, block: int) -> DeclarationView | None:
         row = self._db.execute(
@@ -140,14 +161,15 @@ class ReadModel:
 
     def declarations_of(self, declarant: str) -> list[DeclarationView]:
         """Every declaration version submitted by ``declarant``, oldest first (current state)."""
-        ids = [
-            r[0]
-            for r in self._db.execute(
-                "SELECT declaration_id FROM declarations WHERE declarant = ? ORDER BY block_number, log_index",
-                (_address(declarant),),
-            )
-        ]
-        return [v for v in (self._declaration(i, _LATEST) for i in ids) if v is not None]
+        with self._snapshot():
+            ids = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT declaration_id FROM declarations WHERE declarant = ? ORDER BY block_number, log_index",
+                    (_address(declarant),),
+                )
+            ]
+            return [v for v in (self._declaration(i, _LATEST) for i in ids) if v is not None]
 
     def declaration_by_mrn(self, mrn: str | bytes) -> str | None:
         """The latest declaration version carrying ``mrn`` (current state), or ``None``."""
@@ -371,6 +393,10 @@ class ReadModel:
 
     def agency(self, agency: str | bytes | int) -> AgencyView | None:
         """An agency by index, bytes32 id (0x-hex / bytes) or code (``"CN-TJ-CUSTOMS"``)."""
+        with self._snapshot():
+            return self._agency(agency)
+
+    def _agency(self, agency: str | bytes | int) -> AgencyView | None:
         if isinstance(agency, int):
             row = self._db.execute("SELECT agency_id FROM agencies WHERE agency_index = ?", (agency,)).fetchone()
             if row is None:
