@@ -67,8 +67,9 @@ class Applier:
         """
         args = event.args
         self._insert(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
+                (event.block_number << 20) | event.log_index,
                 event.block_number,
                 event.log_index,
                 event.tx_hash,

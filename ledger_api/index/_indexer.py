@@ -351,7 +351,10 @@ class Indexer:
         self._db.execute("BEGIN")
         try:
             for table in DERIVED_TABLES:
-                self._db.execute(f"DELETE FROM {table} WHERE block_number > ?", (block_number,))  # noqa: S608
+                if table == "events":  # keyed by position = block << 20 | log index: a rowid range
+                    self._db.execute("DELETE FROM events WHERE position >= ?", ((block_number + 1) << 20,))
+                else:
+                    self._db.execute(f"DELETE FROM {table} WHERE block_number > ?", (block_number,))  # noqa: S608
             self._db.execute(
                 "UPDATE cursor SET block_number = ?, block_hash = ? WHERE id = 1",
                 (block_number, row[0] if row else None),

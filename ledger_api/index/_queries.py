@@ -185,9 +185,9 @@ class ReadModel:
         stamps and revocations, decision steps, alerts on it), in chain order."""
         rows = self._db.execute(
             "SELECT e.block_number, e.log_index, e.tx_hash, e.contract, e.name, e.args, b.timestamp "
-            "FROM declaration_events x JOIN events e ON e.block_number = x.block_number AND e.log_index = x.log_index "
+            "FROM declaration_events x JOIN events e ON e.position = x.block_number * 1048576 + x.log_index "
             "LEFT JOIN blocks b ON b.block_number = e.block_number "
-            "WHERE x.declaration_id = ? ORDER BY e.block_number, e.log_index",
+            "WHERE x.declaration_id = ? ORDER BY e.position",
             (_hex32(declaration_id),),
         ).fetchall()
         return [
@@ -207,13 +207,13 @@ class ReadModel:
         """Raw decoded events in a block range (optionally of one event name), in chain order."""
         sql = (
             "SELECT e.block_number, e.log_index, e.tx_hash, e.contract, e.name, e.args, b.timestamp FROM events e "
-            "LEFT JOIN blocks b ON b.block_number = e.block_number WHERE e.block_number BETWEEN ? AND ?"
+            "LEFT JOIN blocks b ON b.block_number = e.block_number WHERE e.position BETWEEN ? AND ?"
         )
-        params: list[Any] = [from_block, to_block]
+        params: list[Any] = [from_block << 20, (min(to_block, _LATEST >> 21) << 20) | 0xFFFFF]
         if name is not None:
             sql += " AND e.name = ?"
             params.append(name)
-        sql += " ORDER BY e.block_number, e.log_index"
+        sql += " ORDER BY e.position"
         return [
             EventRecord(
                 block_number=r[0],

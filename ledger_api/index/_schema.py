@@ -5,11 +5,15 @@ Rule that keeps reorg rollback a one-liner per table: every row carries the ``bl
 change appends a full snapshot row to a ``*_states`` history table (or a fact row such as a
 revocation). Rolling back to block ``B`` is ``DELETE FROM t WHERE block_number > B`` on every
 table, and "state as of block B" is the latest snapshot with ``block_number <= B``.
+
+Indexes serve queries only: a rollback scans each table (a few hundred ms per million rows), which
+is the right trade for an event that is rare on a consortium chain, while every index costs a
+B-tree insert per row during catch-up.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Tables whose rows are derived from events; all have a ``block_number`` column.
 DERIVED_TABLES: tuple[str, ...] = (
@@ -53,23 +57,23 @@ CREATE TABLE IF NOT EXISTS blocks (
 );
 CREATE INDEX IF NOT EXISTS blocks_by_time ON blocks (timestamp, block_number);
 -- Every decoded event, raw (JSON args, bytes as 0x-hex): timelines and audit.
+-- position = block_number * 2^20 + log_index: the rowid itself, so appends need no extra index.
 CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
     block_number INTEGER NOT NULL,
     log_index INTEGER NOT NULL,
     tx_hash TEXT NOT NULL,
     block_hash TEXT NOT NULL,
     contract TEXT NOT NULL,
     name TEXT NOT NULL,
-    args TEXT NOT NULL,
-    PRIMARY KEY (block_number, log_index)
-) WITHOUT ROWID;
+    args TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS declaration_events (
     declaration_id TEXT NOT NULL,
     block_number INTEGER NOT NULL,
     log_index INTEGER NOT NULL,
     PRIMARY KEY (declaration_id, block_number, log_index)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS declaration_events_by_block ON declaration_events (block_number);
 
 CREATE TABLE IF NOT EXISTS agencies (
     agency_id TEXT PRIMARY KEY,
@@ -131,7 +135,6 @@ CREATE TABLE IF NOT EXISTS declarations (
     timestamp INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS declarations_by_declarant ON declarations (declarant, block_number);
-CREATE INDEX IF NOT EXISTS declarations_by_block ON declarations (block_number);
 CREATE TABLE IF NOT EXISTS declaration_states (
     declaration_id TEXT NOT NULL,
     block_number INTEGER NOT NULL,
@@ -157,9 +160,6 @@ CREATE TABLE IF NOT EXISTS supporting_documents (
     log_index INTEGER NOT NULL,
     PRIMARY KEY (declaration_id, position)
 );
-CREATE INDEX IF NOT EXISTS supporting_documents_by_sha256 ON supporting_documents (sha256);
-CREATE INDEX IF NOT EXISTS supporting_documents_by_cid ON supporting_documents (cid);
-CREATE INDEX IF NOT EXISTS supporting_documents_by_block ON supporting_documents (block_number);
 -- Where a sha256 is anchored: declaration / supporting document / stamp report / batch root.
 CREATE TABLE IF NOT EXISTS anchors (
     sha256 TEXT NOT NULL,
@@ -171,7 +171,6 @@ CREATE TABLE IF NOT EXISTS anchors (
 );
 CREATE INDEX IF NOT EXISTS anchors_by_sha256 ON anchors (sha256, block_number, log_index);
 CREATE INDEX IF NOT EXISTS anchors_by_cid ON anchors (cid);
-CREATE INDEX IF NOT EXISTS anchors_by_block ON anchors (block_number);
 
 CREATE TABLE IF NOT EXISTS stamps (
     stamp_id TEXT PRIMARY KEY,
@@ -189,7 +188,6 @@ CREATE TABLE IF NOT EXISTS stamps (
     timestamp INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stamps_by_declaration ON stamps (declaration_id, block_number, log_index);
-CREATE INDEX IF NOT EXISTS stamps_by_block ON stamps (block_number);
 CREATE TABLE IF NOT EXISTS stamp_revocations (
     stamp_id TEXT PRIMARY KEY,
     declaration_id TEXT NOT NULL,
@@ -199,7 +197,6 @@ CREATE TABLE IF NOT EXISTS stamp_revocations (
     log_index INTEGER NOT NULL,
     timestamp INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS stamp_revocations_by_block ON stamp_revocations (block_number);
 -- Decisions: single-control RECORDED rows, and dual-control rounds (PROPOSED, APPROVED, CANCELLED, RECORDED).
 CREATE TABLE IF NOT EXISTS decision_events (
     declaration_id TEXT NOT NULL,
@@ -218,7 +215,6 @@ CREATE TABLE IF NOT EXISTS decision_events (
     timestamp INTEGER NOT NULL,
     PRIMARY KEY (declaration_id, block_number, log_index)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS decision_events_by_block ON decision_events (block_number);
 
 CREATE TABLE IF NOT EXISTS batches (
     root TEXT PRIMARY KEY,
@@ -231,7 +227,6 @@ CREATE TABLE IF NOT EXISTS batches (
     log_index INTEGER NOT NULL,
     timestamp INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS batches_by_block ON batches (block_number);
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id INTEGER PRIMARY KEY,
     subject TEXT NOT NULL,
@@ -245,7 +240,6 @@ CREATE TABLE IF NOT EXISTS alerts (
     timestamp INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_by_subject ON alerts (subject);
-CREATE INDEX IF NOT EXISTS alerts_by_block ON alerts (block_number);
 CREATE TABLE IF NOT EXISTS alert_clearings (
     alert_id INTEGER PRIMARY KEY,
     reason_code INTEGER NOT NULL,
