@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from brownie import accounts, chain
 from testkit import (
+    AGENCY_SUSPENDED,
     ALL_ROLES,
     AUDITOR,
     CUSTOMS,
@@ -16,7 +18,6 @@ from testkit import (
     REGISTRAR,
     RISK,
     TRADER_SUSPENDED,
-    AGENCY_SUSPENDED,
     YEAR,
     Consortium,
     ErrorCodec,
@@ -25,7 +26,6 @@ from testkit import (
     now,
     sha,
 )
-from types import SimpleNamespace
 
 
 @pytest.fixture(autouse=True)
@@ -54,15 +54,26 @@ def deploy_consortium(AgencyRegistry: Any, ClearanceLedger: Any) -> Consortium:
     index: dict[str, int] = {}
     for short, (code, name, country, roles) in spec.items():
         agency_id = b32(code)
-        tx = reg.addAgency(agency_id, name, country, roles, sha("x25519:" + code), f"/dns/{code.lower()}/tcp/4001",
-                           {"from": deployer})
+        tx = reg.addAgency(
+            agency_id, name, country, roles, sha("x25519:" + code), f"/dns/{code.lower()}/tcp/4001", {"from": deployer}
+        )
         agencies[short] = agency_id
         index[short] = int(tx.events["AgencyAdded"]["agencyIndex"])
 
     t0 = now()
     key_owner = {
-        "cn": "CN", "cn2": "CN", "cn3": "CN", "nl": "NL", "lab": "LAB", "lab2": "LAB", "partner": "PARTNER",
-        "oracle": "RISK", "auditor": "AUDIT", "registrar": "REG", "susp": "SUSP", "compromised": "LAB",
+        "cn": "CN",
+        "cn2": "CN",
+        "cn3": "CN",
+        "nl": "NL",
+        "lab": "LAB",
+        "lab2": "LAB",
+        "partner": "PARTNER",
+        "oracle": "RISK",
+        "auditor": "AUDIT",
+        "registrar": "REG",
+        "susp": "SUSP",
+        "compromised": "LAB",
         "expired": "CN",
     }
     keys = SimpleNamespace()
@@ -111,4 +122,3 @@ def c(consortium: Consortium) -> Consortium:
 @pytest.fixture(scope="module")
 def errors(AgencyRegistry: Any, ClearanceLedger: Any) -> ErrorCodec:
     return ErrorCodec(AgencyRegistry, ClearanceLedger)
-

@@ -58,8 +58,16 @@ CALLERS = {
     "rotated-out-key": (lambda c: c.keys.expired, "CN", "expired"),
     "compromised-key": (lambda c: c.keys.compromised, "LAB", "compromised"),
 }
-ROLES = {"CN": CUSTOMS, "NL": CUSTOMS, "LAB": INSPECTION, "PARTNER": 1 << 2, "RISK": RISK, "AUDIT": AUDITOR,
-         "REG": REGISTRAR, "SUSP": ALL_ROLES}
+ROLES = {
+    "CN": CUSTOMS,
+    "NL": CUSTOMS,
+    "LAB": INSPECTION,
+    "PARTNER": 1 << 2,
+    "RISK": RISK,
+    "AUDIT": AUDITOR,
+    "REG": REGISTRAR,
+    "SUSP": ALL_ROLES,
+}
 OK = None
 
 
@@ -91,8 +99,12 @@ def agency_key(mask, then=None):
 
 def jurisdiction(declaration):
     """A valid customs key of the declaration's jurisdiction (CN)."""
-    return agency_key(CUSTOMS, lambda s, agency, who: OK if agency == "CN" else (
-        "ClearanceLedgerNotJurisdiction", getattr(s, declaration), s.c.index[agency]))
+    return agency_key(
+        CUSTOMS,
+        lambda s, agency, who: (
+            OK if agency == "CN" else ("ClearanceLedgerNotJurisdiction", getattr(s, declaration), s.c.index[agency])
+        ),
+    )
 
 
 def only(kind_ok, error):
@@ -106,10 +118,18 @@ FUNCTIONS = {
     "addAgency": ("reg", lambda s: [b32("NEW"), "New", b"FR", CUSTOMS, ZERO32, ""], governed(), "AgencyAdded"),
     "setAgencyRoles": ("reg", lambda s: [s.c.agencies["AUDIT"], AUDITOR | RISK], governed(), "AgencyRolesChanged"),
     "setAgencyStatus": ("reg", lambda s: [s.c.agencies["AUDIT"], AGENCY_SUSPENDED], governed(), "AgencyStatusChanged"),
-    "updateAgencyProfile": ("reg", lambda s: [s.c.agencies["AUDIT"], "Renamed", ZERO32, ""], governed(),
-                            "AgencyProfileUpdated"),
-    "addSignerKey": ("reg", lambda s: [s.c.agencies["AUDIT"], accounts[9], s.t0, s.t0 + DAY], governed(),
-                     "SignerKeyAdded"),
+    "updateAgencyProfile": (
+        "reg",
+        lambda s: [s.c.agencies["AUDIT"], "Renamed", ZERO32, ""],
+        governed(),
+        "AgencyProfileUpdated",
+    ),
+    "addSignerKey": (
+        "reg",
+        lambda s: [s.c.agencies["AUDIT"], accounts[9], s.t0, s.t0 + DAY],
+        governed(),
+        "SignerKeyAdded",
+    ),
     "setSignerKeyExpiry": ("reg", lambda s: [s.c.keys.lab2, s.t0 + DAY], governed(), "SignerKeyExpiryChanged"),
     "addGovernor": ("reg", lambda s: [accounts[9]], governed(), "GovernorAdded"),
     "removeGovernor": ("reg", lambda s: [s.c.governors[2]], governed(), "GovernorRemoved"),
@@ -118,49 +138,108 @@ FUNCTIONS = {
     "setGovernedTarget": ("reg", lambda s: [s.c.led, False], governed(), "GovernedTargetSet"),
     # -- AgencyRegistry: bootstrap & proposals -------------------------------------------------
     "finishBootstrap": ("reg", lambda s: [], governed("AgencyRegistryNotBootstrapper"), "BootstrapFinished"),
-    "propose": ("reg", lambda s: [s.c.reg, s.c.reg.setProposalLifetime.encode_input(7200)],
-                only("governor", ("AgencyRegistryNotGovernor", lambda s, who: [who])), "ProposalCreated"),
-    "approve": ("reg", lambda s: [s.pid_approve], only("governor", ("AgencyRegistryNotGovernor", lambda s, who: [who])),
-                "ProposalApproved"),
-    "execute": ("reg", lambda s: [s.pid_execute], only("governor", ("AgencyRegistryNotGovernor", lambda s, who: [who])),
-                "ProposalExecuted"),
-    "cancel": ("reg", lambda s: [s.pid_cancel],
-               only("governor", ("AgencyRegistryNotProposer", lambda s, who: [s.pid_cancel, who])), "ProposalCancelled"),
+    "propose": (
+        "reg",
+        lambda s: [s.c.reg, s.c.reg.setProposalLifetime.encode_input(7200)],
+        only("governor", ("AgencyRegistryNotGovernor", lambda s, who: [who])),
+        "ProposalCreated",
+    ),
+    "approve": (
+        "reg",
+        lambda s: [s.pid_approve],
+        only("governor", ("AgencyRegistryNotGovernor", lambda s, who: [who])),
+        "ProposalApproved",
+    ),
+    "execute": (
+        "reg",
+        lambda s: [s.pid_execute],
+        only("governor", ("AgencyRegistryNotGovernor", lambda s, who: [who])),
+        "ProposalExecuted",
+    ),
+    "cancel": (
+        "reg",
+        lambda s: [s.pid_cancel],
+        only("governor", ("AgencyRegistryNotProposer", lambda s, who: [s.pid_cancel, who])),
+        "ProposalCancelled",
+    ),
     # -- AgencyRegistry: agency-operated ---------------------------------------------------------
-    "reportKeyCompromised": ("reg", lambda s: [s.c.keys.lab2, s.t0],
-                             only("inspection", ("AgencyRegistryNotKeyPeer", lambda s, who: [who, s.c.keys.lab2])),
-                             "SignerKeyCompromised"),
+    "reportKeyCompromised": (
+        "reg",
+        lambda s: [s.c.keys.lab2, s.t0],
+        only("inspection", ("AgencyRegistryNotKeyPeer", lambda s, who: [who, s.c.keys.lab2])),
+        "SignerKeyCompromised",
+    ),
     "registerTrader": ("reg", lambda s: [accounts[10], False], agency_key(REGISTRAR), "TraderRegistered"),
-    "updateTrader": ("reg", lambda s: [s.c.traders.t2, TRADER_SUSPENDED, False], agency_key(REGISTRAR), "TraderUpdated"),
+    "updateTrader": (
+        "reg",
+        lambda s: [s.c.traders.t2, TRADER_SUSPENDED, False],
+        agency_key(REGISTRAR),
+        "TraderUpdated",
+    ),
     # -- ClearanceLedger: traders --------------------------------------------------------------
-    "submitDeclaration": ("led", lambda s: [s.c.agencies["CN"], b32("LRN"), sha("new"), cid("new"), []],
-                          only("trader", ("AgencyRegistryUnknownTrader", lambda s, who: [who])), "DeclarationSubmitted"),
-    "amendDeclaration": ("led", lambda s: [s.submitted, sha("amend"), cid("amend"), []],
-                         only("trader", ("ClearanceLedgerNotDeclarant", lambda s, who: [s.submitted, who])),
-                         "DeclarationAmended"),
+    "submitDeclaration": (
+        "led",
+        lambda s: [s.c.agencies["CN"], b32("LRN"), sha("new"), cid("new"), []],
+        only("trader", ("AgencyRegistryUnknownTrader", lambda s, who: [who])),
+        "DeclarationSubmitted",
+    ),
+    "amendDeclaration": (
+        "led",
+        lambda s: [s.submitted, sha("amend"), cid("amend"), []],
+        only("trader", ("ClearanceLedgerNotDeclarant", lambda s, who: [s.submitted, who])),
+        "DeclarationAmended",
+    ),
     # -- ClearanceLedger: customs authority ------------------------------------------------------
-    "acceptDeclaration": ("led", lambda s: [s.submitted, b32("MRN-MATRIX")], jurisdiction("submitted"),
-                          "DeclarationAccepted"),
+    "acceptDeclaration": (
+        "led",
+        lambda s: [s.submitted, b32("MRN-MATRIX")],
+        jurisdiction("submitted"),
+        "DeclarationAccepted",
+    ),
     "decide": ("led", lambda s: [s.accepted, HOLD, 1, ZERO32, []], jurisdiction("accepted"), "DecisionRecorded"),
     "approveDecision": ("led", lambda s: [s.pending, []], jurisdiction("pending"), "DecisionRecorded"),
     "cancelDecision": ("led", lambda s: [s.pending], jurisdiction("pending"), "DecisionCancelled"),
     # -- ClearanceLedger: risk oracle, inspection ------------------------------------------------
     "assignChannel": ("led", lambda s: [s.submitted, CH_GREEN, 0, sha("rules")], agency_key(RISK), "ChannelAssigned"),
-    "recordStamp": ("led", lambda s: [s.accepted, LAB_TEST, PASS, sha("matrix-report"), cid("m")],
-                    agency_key(INSPECTION), "StampRecorded"),
+    "recordStamp": (
+        "led",
+        lambda s: [s.accepted, LAB_TEST, PASS, sha("matrix-report"), cid("m")],
+        agency_key(INSPECTION),
+        "StampRecorded",
+    ),
     "relayStamp": ("led", lambda s: [stamp_tuple(s.signed), s.signature], lambda s, kind, who: OK, "StampRecorded"),
-    "revokeStamp": ("led", lambda s: [s.stamp_id, 1], agency_key(ALL_ROLES, lambda s, agency, who: OK if agency == "LAB"
-                                                                  else ("ClearanceLedgerNotStampIssuer", s.stamp_id,
-                                                                        s.c.index[agency])), "StampRevoked"),
+    "revokeStamp": (
+        "led",
+        lambda s: [s.stamp_id, 1],
+        agency_key(
+            ALL_ROLES,
+            lambda s, agency, who: (
+                OK if agency == "LAB" else ("ClearanceLedgerNotStampIssuer", s.stamp_id, s.c.index[agency])
+            ),
+        ),
+        "StampRevoked",
+    ),
     # -- ClearanceLedger: any agency -------------------------------------------------------------
     "anchorBatch": ("led", lambda s: [sha("matrix-root"), 4, 0, b""], agency_key(ALL_ROLES), "BatchAnchored"),
     "raiseAlert": ("led", lambda s: [SUBJ_DOCUMENT, sha("doc"), 1, ZERO32], agency_key(ALL_ROLES), "AlertRaised"),
-    "clearAlert": ("led", lambda s: [s.alert_id, 1], agency_key(ALL_ROLES, lambda s, agency, who: OK if agency == "AUDIT"
-                                                               else ("ClearanceLedgerNotAlertIssuer", s.alert_id,
-                                                                     s.c.index[agency])), "AlertCleared"),
+    "clearAlert": (
+        "led",
+        lambda s: [s.alert_id, 1],
+        agency_key(
+            ALL_ROLES,
+            lambda s, agency, who: (
+                OK if agency == "AUDIT" else ("ClearanceLedgerNotAlertIssuer", s.alert_id, s.c.index[agency])
+            ),
+        ),
+        "AlertCleared",
+    ),
     # -- ClearanceLedger: governed ---------------------------------------------------------------
-    "setApprovalsRequired": ("led", lambda s: [HOLD, 2], governed("ClearanceLedgerNotGovernance"),
-                             "ApprovalsRequiredChanged"),
+    "setApprovalsRequired": (
+        "led",
+        lambda s: [HOLD, 2],
+        governed("ClearanceLedgerNotGovernance"),
+        "ApprovalsRequiredChanged",
+    ),
 }
 
 CELLS = [(fn, kind) for fn in FUNCTIONS for kind in CALLERS]
@@ -177,15 +256,22 @@ def scene(c):
     c.led.decide(s.pending, REJECT, 1, ZERO32, [], {"from": c.keys.cn2})  # pending; CN's first key may approve
     s.stamp_id = c.stamp(s.accepted, LAB_TEST, key=c.keys.lab)
     s.alert_id = c.led.raiseAlert(SUBJ_DOCUMENT, sha("flagged"), 1, ZERO32, {"from": c.keys.auditor}).events[
-        "AlertRaised"]["alertId"]
+        "AlertRaised"
+    ]["alertId"]
     g0, g1, g2 = c.governors
     s.pid_approve = c.propose(c.reg, c.reg.setProposalLifetime, 7200, proposer=g1)
     s.pid_execute = c.propose(c.reg, c.reg.setProposalLifetime, 7300, proposer=g1)
     c.reg.approve(s.pid_execute, {"from": g2})
     s.pid_cancel = c.propose(c.reg, c.reg.setProposalLifetime, 7400, proposer=g0)
     s.signed = {
-        "declarationId": s.accepted, "stampType": LAB_TEST, "result": PASS, "reportSha256": sha("relayed"),
-        "reportCid": cid("relayed"), "signer": c.keys.lab2.address, "signedAt": now() - 30, "nonce": 0,
+        "declarationId": s.accepted,
+        "stampType": LAB_TEST,
+        "result": PASS,
+        "reportSha256": sha("relayed"),
+        "reportCid": cid("relayed"),
+        "signer": c.keys.lab2.address,
+        "signedAt": now() - 30,
+        "nonce": 0,
         "deadline": now() + DAY,
     }
     s.signature = sign_stamp(c.keys.lab2, s.signed, ledger=c.led)
@@ -195,8 +281,9 @@ def scene(c):
 def test_matrix_covers_every_state_changing_function(c):
     """The table lists exactly the non-view functions of both ABIs."""
     for contract, attr in ((c.reg, "reg"), (c.led, "led")):
-        mutating = {i["name"] for i in contract.abi if i["type"] == "function"
-                    and i["stateMutability"] not in ("view", "pure")}
+        mutating = {
+            i["name"] for i in contract.abi if i["type"] == "function" and i["stateMutability"] not in ("view", "pure")
+        }
         assert mutating == {name for name, row in FUNCTIONS.items() if row[0] == attr}, attr
 
 
@@ -216,8 +303,9 @@ def test_access(scene, function, kind):
         c.expect_revert(method, args, who, *expected)
 
 
-GOVERNED = [fn for fn, row in FUNCTIONS.items() if row[2].__qualname__.startswith("governed")
-            and fn != "finishBootstrap"]
+GOVERNED = [
+    fn for fn, row in FUNCTIONS.items() if row[2].__qualname__.startswith("governed") and fn != "finishBootstrap"
+]
 
 
 @pytest.mark.parametrize("function", GOVERNED)

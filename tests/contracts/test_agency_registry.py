@@ -20,15 +20,14 @@ from testkit import (
     TRADER_ACTIVE,
     TRADER_NONE,
     TRADER_SUSPENDED,
-    YEAR,
     ZERO32,
     ZERO_ADDRESS,
     as_dict,
-    event,
-    plain,
     b32,
+    event,
     local_key,
     now,
+    plain,
     sha,
 )
 
@@ -156,8 +155,17 @@ def test_add_agency_by_governance(c):
         {"roles": 1 << 6},
         {"roles": 0xFFFF},
     ],
-    ids=["zero-id", "empty-name", "long-name", "long-endpoint", "lower-country", "digit-country",
-         "zero-country", "unknown-role-bit", "all-bits"],
+    ids=[
+        "zero-id",
+        "empty-name",
+        "long-name",
+        "long-endpoint",
+        "lower-country",
+        "digit-country",
+        "zero-country",
+        "unknown-role-bit",
+        "all-bits",
+    ],
 )
 def test_add_agency_invalid_fields(c, override):
     args = add_agency_args(**override)
@@ -229,8 +237,12 @@ def test_agency_status_transitions(c, path):
 
 @pytest.mark.parametrize(
     "start, target",
-    [(AGENCY_ACTIVE, AGENCY_ACTIVE), (AGENCY_ACTIVE, AGENCY_NONE), (AGENCY_SUSPENDED, AGENCY_SUSPENDED),
-     (AGENCY_SUSPENDED, AGENCY_NONE)],
+    [
+        (AGENCY_ACTIVE, AGENCY_ACTIVE),
+        (AGENCY_ACTIVE, AGENCY_NONE),
+        (AGENCY_SUSPENDED, AGENCY_SUSPENDED),
+        (AGENCY_SUSPENDED, AGENCY_NONE),
+    ],
 )
 def test_agency_status_invalid_changes(c, start, target):
     agency_id = c.agencies["AUDIT"] if start == AGENCY_ACTIVE else c.agencies["SUSP"]
@@ -258,14 +270,22 @@ def test_removed_agency_cannot_be_changed_otherwise(c):
     ]:
         pid = c.propose(c.reg, method, *args)
         c.reg.approve(pid, {"from": c.governors[1]})
-        c.expect_revert(c.reg.execute, [pid], c.governors[0], "AgencyRegistryAgencyNotActive", agency_id, AGENCY_REMOVED)
+        c.expect_revert(
+            c.reg.execute, [pid], c.governors[0], "AgencyRegistryAgencyNotActive", agency_id, AGENCY_REMOVED
+        )
 
 
 def test_suspended_agency_keys_refused_and_reactivation_restores(c):
     agency_id = c.agencies["AUDIT"]
     c.govern(c.reg.setAgencyStatus, agency_id, AGENCY_SUSPENDED)
-    c.expect_revert(c.led.anchorBatch, [sha("root"), 1, 0, b""], c.keys.auditor, "AgencyRegistryAgencyNotActive",
-                    agency_id, AGENCY_SUSPENDED)
+    c.expect_revert(
+        c.led.anchorBatch,
+        [sha("root"), 1, 0, b""],
+        c.keys.auditor,
+        "AgencyRegistryAgencyNotActive",
+        agency_id,
+        AGENCY_SUSPENDED,
+    )
     c.govern(c.reg.setAgencyStatus, agency_id, AGENCY_ACTIVE)
     tx = c.led.anchorBatch(sha("root"), 1, 0, b"", {"from": c.keys.auditor})
     assert tx.events["BatchAnchored"]["agencyIndex"] == c.index["AUDIT"]
@@ -274,12 +294,18 @@ def test_suspended_agency_keys_refused_and_reactivation_restores(c):
 def test_update_agency_profile(c):
     agency_id = c.agencies["LAB"]
     tx = c.govern(c.reg.updateAgencyProfile, agency_id, "Renamed Lab", sha("new-x25519"), "/ip4/10.0.0.1/tcp/4001")
-    assert plain(tx.events["AgencyProfileUpdated"]) == plain({
-        "agencyId": agency_id, "name": "Renamed Lab", "encryptionKey": sha("new-x25519"),
-        "ipfsEndpoint": "/ip4/10.0.0.1/tcp/4001",
-    })
+    assert plain(tx.events["AgencyProfileUpdated"]) == plain(
+        {
+            "agencyId": agency_id,
+            "name": "Renamed Lab",
+            "encryptionKey": sha("new-x25519"),
+            "ipfsEndpoint": "/ip4/10.0.0.1/tcp/4001",
+        }
+    )
     a = as_dict(c.reg.agency(agency_id))
-    assert plain((a["name"], a["encryptionKey"], a["ipfsEndpoint"])) == plain(("Renamed Lab", sha("new-x25519"), "/ip4/10.0.0.1/tcp/4001"))
+    assert plain((a["name"], a["encryptionKey"], a["ipfsEndpoint"])) == plain(
+        ("Renamed Lab", sha("new-x25519"), "/ip4/10.0.0.1/tcp/4001")
+    )
     assert a["roles"] == INSPECTION and a["status"] == AGENCY_ACTIVE  # untouched
 
 
@@ -305,8 +331,9 @@ def test_add_signer_key(c):
     k = local_key("new-lab-key")
     t = now()
     tx = c.govern(c.reg.addSignerKey, c.agencies["LAB"], k, t + 100, t + DAY)
-    assert plain(tx.events["SignerKeyAdded"]) == plain({"agencyId": c.agencies["LAB"], "signer": k, "validFrom": t + 100,
-                                           "validUntil": t + DAY})
+    assert plain(tx.events["SignerKeyAdded"]) == plain(
+        {"agencyId": c.agencies["LAB"], "signer": k, "validFrom": t + 100, "validUntil": t + DAY}
+    )
     assert plain(c.reg.signerKey(k)) == plain((c.index["LAB"], t + 100, t + DAY, 0))
     # not valid yet: validFrom in the future
     c.expect_revert(c.reg.authorize, [k, INSPECTION], c.outsider, "AgencyRegistryKeyNotValid", k, now() + 1)
@@ -318,7 +345,9 @@ def test_add_signer_key(c):
 @pytest.mark.parametrize("window", ["empty", "inverted", "ended"])
 def test_add_signer_key_invalid_validity(c, window):
     t = now()
-    valid_from, valid_until = {"empty": (t + 50, t + 50), "inverted": (t + 60, t + 50), "ended": (t - 100, t - 1)}[window]
+    valid_from, valid_until = {"empty": (t + 50, t + 50), "inverted": (t + 60, t + 50), "ended": (t - 100, t - 1)}[
+        window
+    ]
     pid = c.propose(c.reg, c.reg.addSignerKey, c.agencies["LAB"], accounts[9], valid_from, valid_until)
     c.reg.approve(pid, {"from": c.governors[1]})
     c.expect_revert(c.reg.execute, [pid], c.governors[0], "AgencyRegistryInvalidValidity", valid_from, valid_until)
@@ -386,7 +415,9 @@ def test_report_key_compromised_by_peer_key(c):
     chain.mine()
     at = now() - 50
     tx = c.reg.reportKeyCompromised(c.keys.lab2, at, {"from": c.keys.lab})
-    assert plain(tx.events["SignerKeyCompromised"]) == plain({"signer": c.keys.lab2, "compromisedAt": at, "reportedBy": c.keys.lab})
+    assert plain(tx.events["SignerKeyCompromised"]) == plain(
+        {"signer": c.keys.lab2, "compromisedAt": at, "reportedBy": c.keys.lab}
+    )
     assert len(tx.events) == 1
     assert c.reg.signerKey(c.keys.lab2)[3] == at
     # signatures before the compromise stay valid, from compromisedAt on they are void
@@ -394,15 +425,22 @@ def test_report_key_compromised_by_peer_key(c):
     assert c.reg.wasValidSigner(c.keys.lab2, c.index["LAB"], at - 1)
     assert not c.reg.wasValidSigner(c.keys.lab2, c.index["LAB"], at)
     assert not c.reg.wasValidSigner(c.keys.lab2, c.index["LAB"], now())
-    c.expect_revert(c.reg.authorize, [c.keys.lab2, INSPECTION], c.outsider, "AgencyRegistryKeyNotValid",
-                    c.keys.lab2, now() + 1)
+    c.expect_revert(
+        c.reg.authorize, [c.keys.lab2, INSPECTION], c.outsider, "AgencyRegistryKeyNotValid", c.keys.lab2, now() + 1
+    )
 
 
 def test_report_key_compromised_earlier_time_allowed_later_refused(c):
     c.reg.reportKeyCompromised(c.keys.lab2, now() - 10, {"from": c.keys.lab})
     first = c.reg.signerKey(c.keys.lab2)[3]
-    c.expect_revert(c.reg.reportKeyCompromised, [c.keys.lab2, first], c.keys.lab, "AgencyRegistryInvalidCompromiseTime",
-                    c.keys.lab2, first)
+    c.expect_revert(
+        c.reg.reportKeyCompromised,
+        [c.keys.lab2, first],
+        c.keys.lab,
+        "AgencyRegistryInvalidCompromiseTime",
+        c.keys.lab2,
+        first,
+    )
     c.reg.reportKeyCompromised(c.keys.lab2, first - 100, {"from": c.keys.lab})
     assert c.reg.signerKey(c.keys.lab2)[3] == first - 100
 
@@ -410,7 +448,9 @@ def test_report_key_compromised_earlier_time_allowed_later_refused(c):
 def test_report_key_compromised_by_governance(c):
     at = now() - 5
     tx = c.govern(c.reg.reportKeyCompromised, c.keys.nl, at)
-    assert plain(tx.events["SignerKeyCompromised"]) == plain({"signer": c.keys.nl, "compromisedAt": at, "reportedBy": c.reg})
+    assert plain(tx.events["SignerKeyCompromised"]) == plain(
+        {"signer": c.keys.nl, "compromisedAt": at, "reportedBy": c.reg}
+    )
     assert c.reg.signerKey(c.keys.nl)[3] == at
 
 
@@ -422,12 +462,16 @@ def test_report_key_compromised_refusals(c):
     c.expect_revert(c.reg.reportKeyCompromised, [c.keys.lab2, t], c.keys.lab2, err, c.keys.lab2, c.keys.lab2)
     c.expect_revert(c.reg.reportKeyCompromised, [c.keys.lab2, t], c.keys.cn, err, c.keys.cn, c.keys.lab2)
     c.expect_revert(c.reg.reportKeyCompromised, [c.keys.lab2, t], c.outsider, err, c.outsider, c.keys.lab2)
-    c.expect_revert(c.reg.reportKeyCompromised, [c.keys.lab2, t], c.keys.compromised, err, c.keys.compromised, c.keys.lab2)
+    c.expect_revert(
+        c.reg.reportKeyCompromised, [c.keys.lab2, t], c.keys.compromised, err, c.keys.compromised, c.keys.lab2
+    )
     c.expect_revert(c.reg.reportKeyCompromised, [c.keys.cn, t], c.keys.expired, err, c.keys.expired, c.keys.cn)
     c.expect_revert(c.reg.reportKeyCompromised, [c.keys.cn, t], c.governors[0], err, c.governors[0], c.keys.cn)
     # invalid times: before validity, in the future
     bad = "AgencyRegistryInvalidCompromiseTime"
-    c.expect_revert(c.reg.reportKeyCompromised, [c.keys.lab2, valid_from - 1], c.keys.lab, bad, c.keys.lab2, valid_from - 1)
+    c.expect_revert(
+        c.reg.reportKeyCompromised, [c.keys.lab2, valid_from - 1], c.keys.lab, bad, c.keys.lab2, valid_from - 1
+    )
     c.expect_revert(c.reg.reportKeyCompromised, [c.keys.lab2, t + 1000], c.keys.lab, bad, c.keys.lab2, t + 1000)
     # unknown key
     c.expect_revert(c.reg.reportKeyCompromised, [accounts[9], t], c.keys.lab, "AgencyRegistryNotASigner", accounts[9])
@@ -450,17 +494,30 @@ def test_authorize_signed_refuses_any_compromised_key(c):
     key = as_dict(c.reg.signerKey(c.keys.compromised))
     early = key["validFrom"] + 1
     assert c.reg.wasValidSigner(c.keys.compromised, c.index["LAB"], early)
-    c.expect_revert(c.reg.authorizeSigned, [c.keys.compromised, INSPECTION, early], c.outsider,
-                    "AgencyRegistryKeyNotValid", c.keys.compromised, early)
+    c.expect_revert(
+        c.reg.authorizeSigned,
+        [c.keys.compromised, INSPECTION, early],
+        c.outsider,
+        "AgencyRegistryKeyNotValid",
+        c.keys.compromised,
+        early,
+    )
     assert c.reg.authorizeSigned(c.keys.lab, INSPECTION, now() - 1) == c.index["LAB"]
 
 
 def test_authorize_reports_reason(c):
     c.expect_revert(c.reg.authorize, [c.outsider, ALL_ROLES], c.outsider, "AgencyRegistryNotASigner", c.outsider)
-    c.expect_revert(c.reg.authorize, [c.keys.susp, ALL_ROLES], c.outsider, "AgencyRegistryAgencyNotActive",
-                    c.agencies["SUSP"], AGENCY_SUSPENDED)
-    c.expect_revert(c.reg.authorize, [c.keys.lab, CUSTOMS], c.outsider, "AgencyRegistryMissingRole",
-                    c.agencies["LAB"], CUSTOMS)
+    c.expect_revert(
+        c.reg.authorize,
+        [c.keys.susp, ALL_ROLES],
+        c.outsider,
+        "AgencyRegistryAgencyNotActive",
+        c.agencies["SUSP"],
+        AGENCY_SUSPENDED,
+    )
+    c.expect_revert(
+        c.reg.authorize, [c.keys.lab, CUSTOMS], c.outsider, "AgencyRegistryMissingRole", c.agencies["LAB"], CUSTOMS
+    )
     assert c.reg.authorize(c.keys.lab, CUSTOMS | INSPECTION) == c.index["LAB"]
 
 
@@ -480,17 +537,26 @@ def test_register_trader_refusals(c):
     r = c.keys.registrar
     c.expect_revert(c.reg.registerTrader, [c.traders.t1, False], r, "AgencyRegistryTraderExists", c.traders.t1)
     c.expect_revert(c.reg.registerTrader, [ZERO_ADDRESS, False], r, "AgencyRegistryZeroAddress")
-    c.expect_revert(c.reg.registerTrader, [accounts[10], False], c.keys.cn, "AgencyRegistryMissingRole",
-                    c.agencies["CN"], REGISTRAR)
+    c.expect_revert(
+        c.reg.registerTrader, [accounts[10], False], c.keys.cn, "AgencyRegistryMissingRole", c.agencies["CN"], REGISTRAR
+    )
     c.expect_revert(c.reg.registerTrader, [accounts[10], False], c.traders.t1, "AgencyRegistryNotASigner", c.traders.t1)
 
 
 def test_update_trader(c):
     tx = c.reg.updateTrader(c.traders.t1, TRADER_SUSPENDED, False, {"from": c.keys.registrar})
-    assert plain(tx.events["TraderUpdated"]) == plain({"trader": c.traders.t1, "status": TRADER_SUSPENDED, "aeo": False})
+    assert plain(tx.events["TraderUpdated"]) == plain(
+        {"trader": c.traders.t1, "status": TRADER_SUSPENDED, "aeo": False}
+    )
     assert plain(c.reg.trader(c.traders.t1)) == plain((c.index["REG"], TRADER_SUSPENDED, False))
-    c.expect_revert(c.reg.authorizeSubmission, [c.traders.t1, c.agencies["CN"]], c.outsider,
-                    "AgencyRegistryTraderNotActive", c.traders.t1, TRADER_SUSPENDED)
+    c.expect_revert(
+        c.reg.authorizeSubmission,
+        [c.traders.t1, c.agencies["CN"]],
+        c.outsider,
+        "AgencyRegistryTraderNotActive",
+        c.traders.t1,
+        TRADER_SUSPENDED,
+    )
     c.reg.updateTrader(c.traders.t1, TRADER_ACTIVE, True, {"from": c.keys.registrar})
     assert c.reg.authorizeSubmission(c.traders.t1, c.agencies["CN"]) == c.index["CN"]
 
@@ -500,8 +566,14 @@ def test_update_trader_only_by_registering_agency(c):
     c.govern(c.reg.addAgency, *add_agency_args(agency_id=b32("NL-TRADER-REG"), roles=REGISTRAR))
     c.govern(c.reg.addSignerKey, b32("NL-TRADER-REG"), second, now() - 10, now() + DAY)
     other_index = c.reg.agency(b32("NL-TRADER-REG"))["index"]
-    c.expect_revert(c.reg.updateTrader, [c.traders.t1, TRADER_SUSPENDED, False], second,
-                    "AgencyRegistryNotTraderRegistrar", c.traders.t1, other_index)
+    c.expect_revert(
+        c.reg.updateTrader,
+        [c.traders.t1, TRADER_SUSPENDED, False],
+        second,
+        "AgencyRegistryNotTraderRegistrar",
+        c.traders.t1,
+        other_index,
+    )
     # another key of the registering agency may
     c.govern(c.reg.addSignerKey, c.agencies["REG"], local_key("registrar-2"), now() - 10, now() + DAY)
     c.reg.updateTrader(c.traders.t1, TRADER_SUSPENDED, False, {"from": local_key("registrar-2")})
@@ -510,20 +582,43 @@ def test_update_trader_only_by_registering_agency(c):
 
 def test_update_trader_refusals(c):
     r = c.keys.registrar
-    c.expect_revert(c.reg.updateTrader, [accounts[10], TRADER_ACTIVE, False], r, "AgencyRegistryUnknownTrader", accounts[10])
-    c.expect_revert(c.reg.updateTrader, [c.traders.t1, TRADER_NONE, False], r, "AgencyRegistryInvalidTraderStatus", TRADER_NONE)
+    c.expect_revert(
+        c.reg.updateTrader, [accounts[10], TRADER_ACTIVE, False], r, "AgencyRegistryUnknownTrader", accounts[10]
+    )
+    c.expect_revert(
+        c.reg.updateTrader, [c.traders.t1, TRADER_NONE, False], r, "AgencyRegistryInvalidTraderStatus", TRADER_NONE
+    )
     c.govern(c.reg.setAgencyRoles, c.agencies["REG"], AUDITOR)
-    c.expect_revert(c.reg.updateTrader, [c.traders.t1, TRADER_ACTIVE, False], r, "AgencyRegistryMissingRole",
-                    c.agencies["REG"], REGISTRAR)
+    c.expect_revert(
+        c.reg.updateTrader,
+        [c.traders.t1, TRADER_ACTIVE, False],
+        r,
+        "AgencyRegistryMissingRole",
+        c.agencies["REG"],
+        REGISTRAR,
+    )
 
 
 def test_authorize_submission_reasons(c):
     o = c.outsider
-    c.expect_revert(c.reg.authorizeSubmission, [c.traders.unregistered, c.agencies["CN"]], o,
-                    "AgencyRegistryUnknownTrader", c.traders.unregistered)
-    c.expect_revert(c.reg.authorizeSubmission, [c.traders.t1, b32("NOPE")], o, "AgencyRegistryUnknownAgency", b32("NOPE"))
-    c.expect_revert(c.reg.authorizeSubmission, [c.traders.t1, c.agencies["LAB"]], o, "AgencyRegistryMissingRole",
-                    c.agencies["LAB"], CUSTOMS)
+    c.expect_revert(
+        c.reg.authorizeSubmission,
+        [c.traders.unregistered, c.agencies["CN"]],
+        o,
+        "AgencyRegistryUnknownTrader",
+        c.traders.unregistered,
+    )
+    c.expect_revert(
+        c.reg.authorizeSubmission, [c.traders.t1, b32("NOPE")], o, "AgencyRegistryUnknownAgency", b32("NOPE")
+    )
+    c.expect_revert(
+        c.reg.authorizeSubmission,
+        [c.traders.t1, c.agencies["LAB"]],
+        o,
+        "AgencyRegistryMissingRole",
+        c.agencies["LAB"],
+        CUSTOMS,
+    )
     assert c.reg.authorizeSubmission(c.traders.t2, c.agencies["NL"]) == c.index["NL"]
 
 
@@ -540,7 +635,9 @@ def test_propose_approve_execute(c):
     assert ev["proposer"] == g0 and ev["target"] == c.reg.address and ev["callData"] == bytes.fromhex(data[2:])
     assert ev["expiresAt"] == tx.timestamp + LIFETIME and ev["epoch"] == 0
     assert c.reg.hasApproved(pid, g0) and not c.reg.hasApproved(pid, g1)
-    assert plain(c.reg.proposal(pid)) == plain((g0, c.reg, tx.timestamp + LIFETIME, 0, 1, False, False, bytes.fromhex(data[2:])))
+    assert plain(c.reg.proposal(pid)) == plain(
+        (g0, c.reg, tx.timestamp + LIFETIME, 0, 1, False, False, bytes.fromhex(data[2:]))
+    )
     c.expect_revert(c.reg.execute, [pid], g0, "AgencyRegistryInsufficientApprovals", pid, 1, 2)
     tx = c.reg.approve(pid, {"from": g2})
     assert plain(tx.events["ProposalApproved"]) == plain({"proposalId": pid, "governor": g2, "approvals": 2})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from brownie import chain
+from eth_account import Account
+from eth_account.messages import encode_typed_data
 from testkit import (
     DAY,
     DOCUMENT_CHECK,
@@ -15,9 +17,9 @@ from testkit import (
     PASS,
     RELEASE,
     ST_RELEASED,
+    STAMP_TYPES,  # noqa: E402  (kept separate: only the digest test needs it)
     ZERO32,
     as_dict,
-    b32,
     cid,
     event,
     high_s,
@@ -28,14 +30,20 @@ from testkit import (
     sign_stamp,
     stamp_tuple,
 )
-from eth_account import Account
-from eth_account.messages import encode_typed_data
-
-from testkit import STAMP_TYPES  # noqa: E402  (kept separate: only the digest test needs it)
 
 
-def message(c, declaration_id, *, key=None, stamp_type=LAB_TEST, result=PASS, report="signed-report", signed_at=None,
-            nonce=None, deadline=None):
+def message(
+    c,
+    declaration_id,
+    *,
+    key=None,
+    stamp_type=LAB_TEST,
+    result=PASS,
+    report="signed-report",
+    signed_at=None,
+    nonce=None,
+    deadline=None,
+):
     key = key or c.keys.lab
     signed_at = now() - 60 if signed_at is None else signed_at
     return {
@@ -61,15 +69,30 @@ def test_relayed_stamp_by_third_party(c):
     signature = sign_stamp(c.keys.lab, msg, ledger=c.led)
     tx = relay(c, msg, signature, relayer=c.traders.t2)  # the trader relays the lab's signed stamp
     assert len(tx.events) == 1
-    assert event(tx, "StampRecorded") == plain({
-        "stampId": sha("signed-report"), "declarationId": did, "agencyIndex": c.index["LAB"], "signer": c.keys.lab,
-        "stampType": LAB_TEST, "result": PASS, "signedAt": msg["signedAt"], "reportCid": cid("signed-report"),
-        "relayer": c.traders.t2,
-    })
-    assert as_dict(c.led.stamp(sha("signed-report"))) == plain({
-        "declarationId": did, "signer": c.keys.lab, "agencyIndex": c.index["LAB"], "stampType": LAB_TEST,
-        "result": PASS, "revoked": False, "signedAt": msg["signedAt"],
-    })
+    assert event(tx, "StampRecorded") == plain(
+        {
+            "stampId": sha("signed-report"),
+            "declarationId": did,
+            "agencyIndex": c.index["LAB"],
+            "signer": c.keys.lab,
+            "stampType": LAB_TEST,
+            "result": PASS,
+            "signedAt": msg["signedAt"],
+            "reportCid": cid("signed-report"),
+            "relayer": c.traders.t2,
+        }
+    )
+    assert as_dict(c.led.stamp(sha("signed-report"))) == plain(
+        {
+            "declarationId": did,
+            "signer": c.keys.lab,
+            "agencyIndex": c.index["LAB"],
+            "stampType": LAB_TEST,
+            "result": PASS,
+            "revoked": False,
+            "signedAt": msg["signedAt"],
+        }
+    )
     assert c.led.nonces(c.keys.lab) == 1
 
 
@@ -88,8 +111,9 @@ def test_stamp_digest_matches_eth_account(c):
     did = c.accepted()
     msg = message(c, did)
     domain = {"name": "ClearanceLedger", "version": "1", "chainId": chain.id, "verifyingContract": c.led.address}
-    signable = encode_typed_data(full_message={"types": STAMP_TYPES, "primaryType": "Stamp", "domain": domain,
-                                               "message": msg})
+    signable = encode_typed_data(
+        full_message={"types": STAMP_TYPES, "primaryType": "Stamp", "domain": domain, "message": msg}
+    )
     from eth_utils import keccak
 
     expected = keccak(b"\x19\x01" + signable.header + signable.body)
@@ -116,37 +140,66 @@ def test_replay_rejected(c):
     signature = sign_stamp(c.keys.lab, msg, ledger=c.led)
     relay(c, msg, signature)
     # the identical payload: nonce already used (checked before the duplicate report)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), signature], c.outsider, "ClearanceLedgerInvalidNonce",
-                    c.keys.lab, 1, send=True)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(msg), signature],
+        c.outsider,
+        "ClearanceLedgerInvalidNonce",
+        c.keys.lab,
+        1,
+        send=True,
+    )
     # same nonce, different report
     msg2 = dict(msg, reportSha256=sha("other"), reportCid=cid("other"))
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg2), sign_stamp(c.keys.lab, msg2, ledger=c.led)], c.outsider,
-                    "ClearanceLedgerInvalidNonce", c.keys.lab, 1)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(msg2), sign_stamp(c.keys.lab, msg2, ledger=c.led)],
+        c.outsider,
+        "ClearanceLedgerInvalidNonce",
+        c.keys.lab,
+        1,
+    )
 
 
 def test_future_nonce_rejected(c):
     did = c.accepted()
     msg = message(c, did, nonce=5)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), sign_stamp(c.keys.lab, msg, ledger=c.led)], c.outsider,
-                    "ClearanceLedgerInvalidNonce", c.keys.lab, 0)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(msg), sign_stamp(c.keys.lab, msg, ledger=c.led)],
+        c.outsider,
+        "ClearanceLedgerInvalidNonce",
+        c.keys.lab,
+        0,
+    )
 
 
-@pytest.mark.parametrize("domain_override", [
-    {"chain_id": 1},
-    {"chain_id": 31338},
-    {"verifying_contract": "0x" + "11" * 20},
-    {"verifying_contract": "registry"},
-    {"name": "DocumentStore"},
-    {"version": "2"},
-], ids=["chain-1", "chain-31338", "other-contract", "registry-contract", "other-name", "other-version"])
+@pytest.mark.parametrize(
+    "domain_override",
+    [
+        {"chain_id": 1},
+        {"chain_id": 31338},
+        {"verifying_contract": "0x" + "11" * 20},
+        {"verifying_contract": "registry"},
+        {"name": "DocumentStore"},
+        {"version": "2"},
+    ],
+    ids=["chain-1", "chain-31338", "other-contract", "registry-contract", "other-name", "other-version"],
+)
 def test_wrong_domain_rejected(c, domain_override):
     did = c.accepted()
     msg = message(c, did)
     if domain_override.get("verifying_contract") == "registry":
         domain_override = {"verifying_contract": c.reg.address}
     signature = sign_stamp(c.keys.lab, msg, ledger=c.led, **domain_override)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), signature], c.outsider, "ClearanceLedgerInvalidSignature",
-                    c.keys.lab, send=True)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(msg), signature],
+        c.outsider,
+        "ClearanceLedgerInvalidSignature",
+        c.keys.lab,
+        send=True,
+    )
 
 
 def test_high_s_signature_rejected(c):
@@ -159,8 +212,9 @@ def test_high_s_signature_rejected(c):
     vrs = (twin[64], int.from_bytes(twin[:32], "big"), int.from_bytes(twin[32:64], "big"))
     assert Account._recover_hash(digest, vrs=vrs) == c.keys.lab.address
     # ...which the ledger must refuse (low-s only)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), twin], c.outsider, "ClearanceLedgerInvalidSignature",
-                    c.keys.lab, send=True)
+    c.expect_revert(
+        c.led.relayStamp, [stamp_tuple(msg), twin], c.outsider, "ClearanceLedgerInvalidSignature", c.keys.lab, send=True
+    )
     relay(c, msg, signature)  # the canonical one still works
 
 
@@ -170,25 +224,39 @@ def test_malformed_signature_rejected(c, mangle):
     msg = message(c, did)
     signature = sign_stamp(c.keys.lab, msg, ledger=c.led)
     bad = {"short": signature[:64], "empty": b"", "bad-v": signature[:64] + b"\x05", "zero": b"\x00" * 65}[mangle]
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), bad], c.outsider, "ClearanceLedgerInvalidSignature", c.keys.lab)
+    c.expect_revert(
+        c.led.relayStamp, [stamp_tuple(msg), bad], c.outsider, "ClearanceLedgerInvalidSignature", c.keys.lab
+    )
 
 
 def test_signer_mismatch_rejected(c):
     did = c.accepted()
     msg = message(c, did, key=c.keys.lab)
     by_other = sign_stamp(c.keys.lab2, msg, ledger=c.led)  # claims lab, signed by lab2
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), by_other], c.outsider, "ClearanceLedgerInvalidSignature",
-                    c.keys.lab)
+    c.expect_revert(
+        c.led.relayStamp, [stamp_tuple(msg), by_other], c.outsider, "ClearanceLedgerInvalidSignature", c.keys.lab
+    )
     tampered = dict(msg, result=FAIL)  # payload changed after signing
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(tampered), sign_stamp(c.keys.lab, msg, ledger=c.led)], c.outsider,
-                    "ClearanceLedgerInvalidSignature", c.keys.lab)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(tampered), sign_stamp(c.keys.lab, msg, ledger=c.led)],
+        c.outsider,
+        "ClearanceLedgerInvalidSignature",
+        c.keys.lab,
+    )
 
 
 def test_expired_deadline_rejected(c):
     did = c.accepted()
     msg = message(c, did, signed_at=now() - 100, deadline=now() - 1)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), sign_stamp(c.keys.lab, msg, ledger=c.led)], c.outsider,
-                    "ClearanceLedgerSignatureExpired", now() - 1, send=True)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(msg), sign_stamp(c.keys.lab, msg, ledger=c.led)],
+        c.outsider,
+        "ClearanceLedgerSignatureExpired",
+        now() - 1,
+        send=True,
+    )
 
 
 def test_deadline_passes_while_waiting(c):
@@ -197,24 +265,36 @@ def test_deadline_passes_while_waiting(c):
     signature = sign_stamp(c.keys.lab, msg, ledger=c.led)
     chain.sleep(200)
     chain.mine()
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), signature], c.outsider, "ClearanceLedgerSignatureExpired",
-                    msg["deadline"])
+    c.expect_revert(
+        c.led.relayStamp, [stamp_tuple(msg), signature], c.outsider, "ClearanceLedgerSignatureExpired", msg["deadline"]
+    )
 
 
 def test_signed_in_future_rejected(c):
     did = c.accepted()
     future = now() + 3600
     msg = message(c, did, signed_at=future, deadline=future + 60)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), sign_stamp(c.keys.lab, msg, ledger=c.led)], c.outsider,
-                    "ClearanceLedgerSignedInFuture", future)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(msg), sign_stamp(c.keys.lab, msg, ledger=c.led)],
+        c.outsider,
+        "ClearanceLedgerSignedInFuture",
+        future,
+    )
 
 
 def test_signature_window_limit(c):
     did = c.accepted()
     signed_at = now() - 10
     too_long = message(c, did, signed_at=signed_at, deadline=signed_at + 30 * DAY + 1)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(too_long), sign_stamp(c.keys.lab, too_long, ledger=c.led)],
-                    c.outsider, "ClearanceLedgerSignatureWindowTooLong", signed_at, signed_at + 30 * DAY + 1)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(too_long), sign_stamp(c.keys.lab, too_long, ledger=c.led)],
+        c.outsider,
+        "ClearanceLedgerSignatureWindowTooLong",
+        signed_at,
+        signed_at + 30 * DAY + 1,
+    )
     exact = message(c, did, signed_at=signed_at, deadline=signed_at + 30 * DAY)
     relay(c, exact, sign_stamp(c.keys.lab, exact, ledger=c.led))
 
@@ -225,8 +305,14 @@ def test_key_not_yet_valid_at_signed_at(c):
     c.govern(c.reg.addSignerKey, c.agencies["LAB"], fresh, start, start + DAY)
     did = c.accepted()
     msg = message(c, did, key=fresh, signed_at=now() - 10)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), sign_stamp(fresh, msg, ledger=c.led)], c.outsider,
-                    "AgencyRegistryKeyNotValid", fresh, msg["signedAt"])
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(msg), sign_stamp(fresh, msg, ledger=c.led)],
+        c.outsider,
+        "AgencyRegistryKeyNotValid",
+        fresh,
+        msg["signedAt"],
+    )
 
 
 def test_key_outside_window_at_signed_at_but_valid_signature_before_expiry(c):
@@ -234,8 +320,14 @@ def test_key_outside_window_at_signed_at_but_valid_signature_before_expiry(c):
     key_info = as_dict(c.reg.signerKey(c.keys.expired))
     # the rotated-out key signed after its validity ended: refused
     late = message(c, did, key=c.keys.expired, signed_at=key_info["validUntil"] + 1)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(late), sign_stamp(c.keys.expired, late, ledger=c.led)], c.outsider,
-                    "AgencyRegistryKeyNotValid", c.keys.expired, late["signedAt"])
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(late), sign_stamp(c.keys.expired, late, ledger=c.led)],
+        c.outsider,
+        "AgencyRegistryKeyNotValid",
+        c.keys.expired,
+        late["signedAt"],
+    )
 
 
 def test_rotation_keeps_signatures_made_inside_window(c):
@@ -257,40 +349,80 @@ def test_key_with_recorded_compromise_rejected(c):
     key_info = as_dict(c.reg.signerKey(c.keys.compromised))
     # even a signing time before the recorded compromise is refused: the holder could back-date
     msg = message(c, did, key=c.keys.compromised, signed_at=key_info["compromisedAt"] - 1)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), sign_stamp(c.keys.compromised, msg, ledger=c.led)], c.outsider,
-                    "AgencyRegistryKeyNotValid", c.keys.compromised, msg["signedAt"], send=True)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(msg), sign_stamp(c.keys.compromised, msg, ledger=c.led)],
+        c.outsider,
+        "AgencyRegistryKeyNotValid",
+        c.keys.compromised,
+        msg["signedAt"],
+        send=True,
+    )
 
 
 def test_unknown_signer_rejected(c):
     stranger = local_key("stranger")
     did = c.accepted()
     msg = message(c, did, key=stranger)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), sign_stamp(stranger, msg, ledger=c.led)], c.outsider,
-                    "AgencyRegistryNotASigner", stranger)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(msg), sign_stamp(stranger, msg, ledger=c.led)],
+        c.outsider,
+        "AgencyRegistryNotASigner",
+        stranger,
+    )
 
 
 def test_relayed_stamp_role_rules(c):
     did = c.accepted()
     export = message(c, did, stamp_type=EXPORT_CLEARANCE)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(export), sign_stamp(c.keys.lab, export, ledger=c.led)], c.outsider,
-                    "AgencyRegistryMissingRole", c.agencies["LAB"], PARTNER)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(export), sign_stamp(c.keys.lab, export, ledger=c.led)],
+        c.outsider,
+        "AgencyRegistryMissingRole",
+        c.agencies["LAB"],
+        PARTNER,
+    )
     by_partner = message(c, did, key=c.keys.partner, stamp_type=EXPORT_CLEARANCE, report="export")
     relay(c, by_partner, sign_stamp(c.keys.partner, by_partner, ledger=c.led))
     lab_by_customs = message(c, did, key=c.keys.cn)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(lab_by_customs), sign_stamp(c.keys.cn, lab_by_customs, ledger=c.led)],
-                    c.outsider, "AgencyRegistryMissingRole", c.agencies["CN"], INSPECTION)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(lab_by_customs), sign_stamp(c.keys.cn, lab_by_customs, ledger=c.led)],
+        c.outsider,
+        "AgencyRegistryMissingRole",
+        c.agencies["CN"],
+        INSPECTION,
+    )
 
 
 def test_relayed_stamp_value_and_status_rules(c):
     did = c.accepted()
     bad_type = message(c, did, stamp_type=8)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(bad_type), sign_stamp(c.keys.lab, bad_type, ledger=c.led)],
-                    c.outsider, "ClearanceLedgerInvalidStampType", 8)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(bad_type), sign_stamp(c.keys.lab, bad_type, ledger=c.led)],
+        c.outsider,
+        "ClearanceLedgerInvalidStampType",
+        8,
+    )
     submitted = c.submit()
     msg = message(c, submitted)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(msg), sign_stamp(c.keys.lab, msg, ledger=c.led)], c.outsider,
-                    "ClearanceLedgerInvalidStatus", submitted, 1)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(msg), sign_stamp(c.keys.lab, msg, ledger=c.led)],
+        c.outsider,
+        "ClearanceLedgerInvalidStatus",
+        submitted,
+        1,
+    )
     existing = c.stamp(did, DOCUMENT_CHECK)
     dup = dict(message(c, did), reportSha256=existing)
-    c.expect_revert(c.led.relayStamp, [stamp_tuple(dup), sign_stamp(c.keys.lab, dup, ledger=c.led)], c.outsider,
-                    "ClearanceLedgerStampExists", existing)
+    c.expect_revert(
+        c.led.relayStamp,
+        [stamp_tuple(dup), sign_stamp(c.keys.lab, dup, ledger=c.led)],
+        c.outsider,
+        "ClearanceLedgerStampExists",
+        existing,
+    )

@@ -22,11 +22,11 @@ import itertools
 import os
 from typing import Any
 
+import brownie.test
 import eth_abi
 import pytest
 import requests
 from brownie import chain, web3
-import brownie.test
 from eth_utils import keccak, to_checksum_address
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
@@ -69,8 +69,12 @@ from testkit import (
 )
 
 USED_TYPES = (DOCUMENT_CHECK, PHYSICAL_EXAM, LAB_TEST, EXPORT_CLEARANCE)
-RELEASE_FROM = {RELEASE: (ST_ACCEPTED, ST_HELD), HOLD: (ST_ACCEPTED,), REJECT: (ST_SUBMITTED, ST_ACCEPTED, ST_HELD),
-                SEIZE: (ST_HELD,)}
+RELEASE_FROM = {
+    RELEASE: (ST_ACCEPTED, ST_HELD),
+    HOLD: (ST_ACCEPTED,),
+    REJECT: (ST_SUBMITTED, ST_ACCEPTED, ST_HELD),
+    SEIZE: (ST_HELD,),
+}
 NEXT_STATUS = {RELEASE: ST_RELEASED, HOLD: ST_HELD, REJECT: ST_REJECTED, SEIZE: ST_SEIZED}
 ANY_ROLE = 0x3F
 CUSTOMS_ROLE, INSPECTION_ROLE, PARTNER_ROLE = 1, 2, 4
@@ -128,10 +132,10 @@ class EventCodec:
         indexed = [i for i in inputs if i["indexed"]]
         plain_inputs = [i for i in inputs if not i["indexed"]]
         values: dict[str, Any] = {}
-        for param, topic in zip(indexed, topics[1:]):
+        for param, topic in zip(indexed, topics[1:], strict=True):
             values[param["name"]] = eth_abi.decode([_type_string(param)], topic)[0]
         decoded = eth_abi.decode([_type_string(i) for i in plain_inputs], bytes(log["data"]))
-        for param, value in zip(plain_inputs, decoded):
+        for param, value in zip(plain_inputs, decoded, strict=True):
             values[param["name"]] = value
         for k, v in values.items():
             if isinstance(v, str) and v.startswith("0x") and len(v) == 42:
@@ -193,8 +197,13 @@ class Replay:
         covered = 0
         for stamp_id in cited:
             s = self.stamps.get(stamp_id)
-            if (not s or s["declarationId"] != did or s["result"] != PASS or s["revoked"]
-                    or not self.was_valid_signer(s["signer"], s["agencyIndex"], s["signedAt"])):
+            if (
+                not s
+                or s["declarationId"] != did
+                or s["result"] != PASS
+                or s["revoked"]
+                or not self.was_valid_signer(s["signer"], s["agencyIndex"], s["signedAt"])
+            ):
                 return f"StampInvalid {stamp_id.hex()[:8]}"
             covered |= 1 << s["stampType"]
         for t in range(16):
@@ -212,8 +221,13 @@ class Replay:
     # registry
     def _on_AgencyAdded(self, e, tx, ts):
         self.agencies[e["agencyIndex"]] = {
-            "id": e["agencyId"], "index": e["agencyIndex"], "status": AGENCY_ACTIVE, "roles": e["roles"],
-            "country": e["country"], "encryptionKey": e["encryptionKey"], "name": e["name"],
+            "id": e["agencyId"],
+            "index": e["agencyIndex"],
+            "status": AGENCY_ACTIVE,
+            "roles": e["roles"],
+            "country": e["country"],
+            "encryptionKey": e["encryptionKey"],
+            "name": e["name"],
             "ipfsEndpoint": e["ipfsEndpoint"],
         }
         self.index_of[e["agencyId"]] = e["agencyIndex"]
@@ -270,8 +284,14 @@ class Replay:
 
     def _on_ProposalCreated(self, e, tx, ts):
         self.proposals[e["proposalId"]] = {
-            "proposer": e["proposer"], "target": e["target"], "expiresAt": e["expiresAt"], "epoch": e["epoch"],
-            "approvals": 1, "executed": False, "cancelled": False, "callData": e["callData"],
+            "proposer": e["proposer"],
+            "target": e["target"],
+            "expiresAt": e["expiresAt"],
+            "epoch": e["epoch"],
+            "approvals": 1,
+            "executed": False,
+            "cancelled": False,
+            "callData": e["callData"],
         }
         self.approved.add((e["proposalId"], e["proposer"]))
 
@@ -288,8 +308,15 @@ class Replay:
     # ledger
     def _new_declaration(self, did, declarant, jurisdiction, version, previous, mrn, documents):
         self.decls[did] = {
-            "declarant": declarant, "jurisdiction": jurisdiction, "status": ST_SUBMITTED, "channel": CH_NONE,
-            "requiredStamps": 0, "version": version, "mrn": mrn, "ruleSetHash": ZERO32, "previousId": previous,
+            "declarant": declarant,
+            "jurisdiction": jurisdiction,
+            "status": ST_SUBMITTED,
+            "channel": CH_NONE,
+            "requiredStamps": 0,
+            "version": version,
+            "mrn": mrn,
+            "ruleSetHash": ZERO32,
+            "previousId": previous,
             "supersededBy": ZERO32,
         }
         for _, document_sha, _ in documents:
@@ -300,8 +327,15 @@ class Replay:
 
     def _on_DeclarationAmended(self, e, tx, ts):
         previous = self.decls[e["previousId"]]
-        self._new_declaration(e["declarationId"], e["declarant"], previous["jurisdiction"], e["version"],
-                              e["previousId"], previous["mrn"], e["documents"])
+        self._new_declaration(
+            e["declarationId"],
+            e["declarant"],
+            previous["jurisdiction"],
+            e["version"],
+            e["previousId"],
+            previous["mrn"],
+            e["documents"],
+        )
         previous.update(status=ST_SUPERSEDED, supersededBy=e["declarationId"])
 
     def _check_auto_release(self, did):
@@ -326,8 +360,13 @@ class Replay:
 
     def _on_StampRecorded(self, e, tx, ts):
         self.stamps[e["stampId"]] = {
-            "declarationId": e["declarationId"], "signer": e["signer"], "agencyIndex": e["agencyIndex"],
-            "stampType": e["stampType"], "result": e["result"], "revoked": False, "signedAt": e["signedAt"],
+            "declarationId": e["declarationId"],
+            "signer": e["signer"],
+            "agencyIndex": e["agencyIndex"],
+            "stampType": e["stampType"],
+            "result": e["result"],
+            "revoked": False,
+            "signedAt": e["signedAt"],
         }
         if e["result"] != PASS:
             key = (e["declarationId"], e["stampType"])
@@ -344,8 +383,13 @@ class Replay:
     def _on_DecisionProposed(self, e, tx, ts):
         did = e["declarationId"]
         self.pending[did] = {
-            "kind": e["kind"], "approvals": 1, "approvalsRequired": e["approvalsRequired"], "reasonCode": e["reasonCode"],
-            "round": e["round"], "proposer": e["proposer"], "reportSha256": e["reportSha256"],
+            "kind": e["kind"],
+            "approvals": 1,
+            "approvalsRequired": e["approvalsRequired"],
+            "reasonCode": e["reasonCode"],
+            "round": e["round"],
+            "proposer": e["proposer"],
+            "reportSha256": e["reportSha256"],
         }
         self.rounds[did] = e["round"]
         self.decision_approvals.add((did, e["round"], e["proposer"]))
@@ -373,8 +417,13 @@ class Replay:
 
     def _on_AlertRaised(self, e, tx, ts):
         self.alerts[e["alertId"]] = {
-            "subject": e["subject"], "subjectKind": e["subjectKind"], "agencyIndex": e["agencyIndex"],
-            "reasonCode": e["reasonCode"], "active": True, "raisedAt": ts, "evidenceSha256": e["evidenceSha256"],
+            "subject": e["subject"],
+            "subjectKind": e["subjectKind"],
+            "agencyIndex": e["agencyIndex"],
+            "reasonCode": e["reasonCode"],
+            "active": True,
+            "raisedAt": ts,
+            "evidenceSha256": e["evidenceSha256"],
         }
         self.active_alerts[e["subject"]] = self.active_alerts.get(e["subject"], 0) + 1
 
@@ -414,8 +463,12 @@ class ViewBatch:
     def check(self) -> None:
         uri = web3.provider.endpoint_uri
         payload = [
-            {"jsonrpc": "2.0", "id": i, "method": "eth_call",
-             "params": [{"to": m._address, "data": m.encode_input(*args)}, "latest"]}
+            {
+                "jsonrpc": "2.0",
+                "id": i,
+                "method": "eth_call",
+                "params": [{"to": m._address, "data": m.encode_input(*args)}, "latest"],
+            }
             for i, (m, args, _) in enumerate(self.calls)
         ]
         responses = {r["id"]: r for r in requests.post(uri, json=payload, timeout=60).json()}
@@ -438,8 +491,9 @@ class LedgerMachine:
     st_docs = st.integers(min_value=0, max_value=3)
     st_kind = st.sampled_from([RELEASE, RELEASE, HOLD, REJECT, SEIZE])
     st_channel = st.sampled_from([1, 1, 2, 3])
-    st_mask = st.sampled_from([0, 0, 1 << DOCUMENT_CHECK, 1 << LAB_TEST, (1 << DOCUMENT_CHECK) | (1 << LAB_TEST),
-                               1 << EXPORT_CLEARANCE])
+    st_mask = st.sampled_from(
+        [0, 0, 1 << DOCUMENT_CHECK, 1 << LAB_TEST, (1 << DOCUMENT_CHECK) | (1 << LAB_TEST), 1 << EXPORT_CLEARANCE]
+    )
     st_type = st.sampled_from(USED_TYPES)
     st_result = st.sampled_from([PASS, PASS, PASS, FAIL, INCONCLUSIVE])
     st_approvals = st.integers(min_value=1, max_value=3)
@@ -525,8 +579,12 @@ class LedgerMachine:
         c = self.c
         for i in range(2):
             label = self.fresh("sm-seed")
-            self.send(c.led.submitDeclaration, [c.agencies["CN"], b32(label), sha(label), cid(label),
-                                                docs(label, n_docs)], self.traders[i], True)
+            self.send(
+                c.led.submitDeclaration,
+                [c.agencies["CN"], b32(label), sha(label), cid(label), docs(label, n_docs)],
+                self.traders[i],
+                True,
+            )
         did = sorted(self.replay.decls)[0]
         self.send(c.led.acceptDeclaration, [did, b32(self.fresh("MRN"))], c.keys.cn, True)
         if flag:
@@ -544,7 +602,7 @@ class LedgerMachine:
         data = method.encode_input(*args)
         tx = self.send(c.reg.propose, [method._address, data], governors[0], True)
         pid = tx.events["ProposalCreated"]["proposalId"]
-        for g in governors[1:r.threshold]:
+        for g in governors[1 : r.threshold]:
             self.send(c.reg.approve, [pid], g, True)
         self.send(c.reg.execute, [pid], governors[0], expect_ok)
         if not expect_ok:  # the refused call leaves the proposal open: withdraw it
@@ -579,7 +637,9 @@ class LedgerMachine:
             return
         p = r.proposals[pid]
         live = now() + 1 < p["expiresAt"] and p["epoch"] == r.epoch
-        approver = next((g for g in c.governors if (pid, g.address) not in r.approved and g.address in r.governors), None)
+        approver = next(
+            (g for g in c.governors if (pid, g.address) not in r.approved and g.address in r.governors), None
+        )
         if flag and approver is not None:
             self.send(c.reg.approve, [pid], approver, live)
         else:
@@ -621,7 +681,9 @@ class LedgerMachine:
         if n_docs == 3:
             documents[0] = docs("shared", 1)[0]  # a document several declarations carry
         ok = r.traders[trader.address][1] == TRADER_ACTIVE
-        self.send(c.led.submitDeclaration, [jurisdiction, b32(label[-30:]), sha(label), cid(label), documents], trader, ok)
+        self.send(
+            c.led.submitDeclaration, [jurisdiction, b32(label[-30:]), sha(label), cid(label), documents], trader, ok
+        )
 
     def rule_amend(self, pick="st_pick", flag="st_flag"):
         c, r = self.c, self.replay
@@ -629,10 +691,15 @@ class LedgerMachine:
         if did is None:
             return
         d = r.decls[did]
-        sender = next(t for t in self.traders if t.address == d["declarant"]) if flag else self.pick(self.traders, pick + 1)
+        sender = (
+            next(t for t in self.traders if t.address == d["declarant"]) if flag else self.pick(self.traders, pick + 1)
+        )
         label = self.fresh("sm-amend")
-        ok = (sender.address == d["declarant"] and d["status"] in (ST_SUBMITTED, ST_ACCEPTED)
-              and r.traders[sender.address][1] == TRADER_ACTIVE)
+        ok = (
+            sender.address == d["declarant"]
+            and d["status"] in (ST_SUBMITTED, ST_ACCEPTED)
+            and r.traders[sender.address][1] == TRADER_ACTIVE
+        )
         self.send(c.led.amendDeclaration, [did, sha(label), cid(label), docs(label, pick % 3)], sender, ok)
 
     def rule_accept(self, pick="st_pick", flag="st_flag"):
@@ -656,8 +723,11 @@ class LedgerMachine:
         if did is None:
             return
         d = r.decls[did]
-        ok = (d["status"] in (ST_SUBMITTED, ST_ACCEPTED) and d["channel"] == CH_NONE
-              and (channel == CH_GREEN or mask != 0))
+        ok = (
+            d["status"] in (ST_SUBMITTED, ST_ACCEPTED)
+            and d["channel"] == CH_NONE
+            and (channel == CH_GREEN or mask != 0)
+        )
         self.send(c.led.assignChannel, [did, channel, mask, sha(f"rules-{channel}-{mask}")], c.keys.oracle, ok)
 
     # -- stamps --------------------------------------------------------------------------------
@@ -686,15 +756,26 @@ class LedgerMachine:
         key = c.keys.partner if stamp_type == EXPORT_CLEARANCE else (c.keys.lab if flag else c.keys.lab2)
         report = self.fresh("sm-signed")
         message = {
-            "declarationId": did, "stampType": stamp_type, "result": result, "reportSha256": sha(report),
-            "reportCid": cid(report), "signer": key.address, "signedAt": now() - 5,
-            "nonce": r.nonces.get(key.address, 0), "deadline": now() + 3600,
+            "declarationId": did,
+            "stampType": stamp_type,
+            "result": result,
+            "reportSha256": sha(report),
+            "reportCid": cid(report),
+            "signer": key.address,
+            "signedAt": now() - 5,
+            "nonce": r.nonces.get(key.address, 0),
+            "deadline": now() + 3600,
         }
         signature = sign_stamp(key, message, ledger=c.led)
         k = r.keys[key.address]
         agency = r.agencies[k[0]]
-        ok = (k[3] == 0 and r.valid_at(key.address, message["signedAt"]) and agency["status"] == AGENCY_ACTIVE
-              and agency["roles"] & role and r.decls[did]["status"] in (ST_ACCEPTED, ST_HELD))
+        ok = (
+            k[3] == 0
+            and r.valid_at(key.address, message["signedAt"])
+            and agency["status"] == AGENCY_ACTIVE
+            and agency["roles"] & role
+            and r.decls[did]["status"] in (ST_ACCEPTED, ST_HELD)
+        )
         self.send(c.led.relayStamp, [stamp_tuple(message), signature], c.outsider, bool(ok))
 
     def rule_revoke(self, pick="st_pick", flag="st_flag"):
@@ -718,9 +799,13 @@ class LedgerMachine:
             return [sid for sid, s in stamps if s["declarationId"] == did][:16]
         cited, covered = [], 0
         for sid, s in stamps:
-            if (s["declarationId"] == did and s["result"] == PASS and not s["revoked"]
-                    and not covered >> s["stampType"] & 1
-                    and r.was_valid_signer(s["signer"], s["agencyIndex"], s["signedAt"])):
+            if (
+                s["declarationId"] == did
+                and s["result"] == PASS
+                and not s["revoked"]
+                and not covered >> s["stampType"] & 1
+                and r.was_valid_signer(s["signer"], s["agencyIndex"], s["signedAt"])
+            ):
                 cited.append(sid)
                 covered |= 1 << s["stampType"]
         return cited
@@ -747,8 +832,11 @@ class LedgerMachine:
         """The happy path: accept, channel, PASS stamps for every missing required type, RELEASE."""
         c = self.c
         r = self.replay
-        ready = [d for d, v in sorted(r.decls.items()) if v["status"] in (ST_SUBMITTED, ST_ACCEPTED, ST_HELD)
-                 and d not in r.pending]
+        ready = [
+            d
+            for d, v in sorted(r.decls.items())
+            if v["status"] in (ST_SUBMITTED, ST_ACCEPTED, ST_HELD) and d not in r.pending
+        ]
         did = self.pick(ready, pick)
         if did is None:
             return
@@ -819,11 +907,15 @@ class LedgerMachine:
 
     def rule_raise_alert(self, pick="st_pick"):
         c, r = self.c, self.replay
-        subjects = [(1, d) for d in sorted(r.decls)] + [(0, sha("shared/doc0")),
-                                                       (2, bytes(12) + bytes.fromhex(c.traders.t2.address[2:]))]
+        subjects = [(1, d) for d in sorted(r.decls)] + [
+            (0, sha("shared/doc0")),
+            (2, bytes(12) + bytes.fromhex(c.traders.t2.address[2:])),
+        ]
         kind, subject = self.pick(subjects, pick)
         key = self.pick([c.keys.auditor, c.keys.cn, c.keys.lab], pick)
-        self.send(c.led.raiseAlert, [kind, subject, pick % 10, sha(f"evidence-{pick}")], key, self.key_ok(key, ANY_ROLE))
+        self.send(
+            c.led.raiseAlert, [kind, subject, pick % 10, sha(f"evidence-{pick}")], key, self.key_ok(key, ANY_ROLE)
+        )
 
     def rule_clear_alert(self, pick="st_pick", flag="st_flag"):
         c, r = self.c, self.replay
@@ -846,8 +938,17 @@ class LedgerMachine:
     def invariant_complete_event_log(self):
         """(d) input: the collected receipts hold every log both contracts emitted."""
         latest = web3.eth.block_number
-        logs = [] if latest <= self.base_block else web3.eth.get_logs(
-            {"fromBlock": self.base_block + 1, "toBlock": latest, "address": [self.c.reg.address, self.c.led.address]})
+        logs = (
+            []
+            if latest <= self.base_block
+            else web3.eth.get_logs(
+                {
+                    "fromBlock": self.base_block + 1,
+                    "toBlock": latest,
+                    "address": [self.c.reg.address, self.c.led.address],
+                }
+            )
+        )
         collected = [(bytes(log["transactionHash"]), log["logIndex"]) for tx in self.receipts for log in tx.logs]
         assert [(bytes(log["transactionHash"]), log["logIndex"]) for log in logs] == collected
 
@@ -886,12 +987,14 @@ class LedgerMachine:
             for t in USED_TYPES:
                 batch.add(led.openFailures, [did, t], r.failures.get((did, t), 0))
             p = r.pending.get(did)
-            expected_pending = (tuple(p.values()) if p else (0, 0, 0, 0, 0, ZERO_ADDRESS, ZERO32))
+            expected_pending = tuple(p.values()) if p else (0, 0, 0, 0, 0, ZERO_ADDRESS, ZERO32)
             expected_pending = expected_pending[:4] + (r.rounds.get(did, 0),) + expected_pending[5:]
             batch.add(led.pendingDecision, [did], expected_pending)
             round_ = r.rounds.get(did, 0)
             for key in self.cn_keys:
-                batch.add(led.hasApprovedDecision, [did, round_, key], (did, round_, key.address) in r.decision_approvals)
+                batch.add(
+                    led.hasApprovedDecision, [did, round_, key], (did, round_, key.address) in r.decision_approvals
+                )
             batch.add(led.anchorOf, [did], r.anchor_of(did))
         for mrn, did in r.by_mrn.items():
             batch.add(led.declarationByMrn, [mrn], did)
@@ -925,22 +1028,44 @@ def test_stateful(c, AgencyRegistry, ClearanceLedger):
     base_block = web3.eth.block_number
     raw = web3.eth.get_logs({"fromBlock": 0, "toBlock": base_block, "address": [c.reg.address, c.led.address]})
     timestamps = {n: web3.eth.get_block(n)["timestamp"] for n in {log["blockNumber"] for log in raw}}
-    baseline = [(*codec.decode(log), "0x" + bytes(log["transactionHash"]).hex(), timestamps[log["blockNumber"]])
-                for log in raw]
+    baseline = [
+        (*codec.decode(log), "0x" + bytes(log["transactionHash"]).hex(), timestamps[log["blockNumber"]]) for log in raw
+    ]
     assert c.reg.tx.txid in {tx for _, _, tx, _ in baseline}  # the deployment's own events are included
     state_machine(
-        LedgerMachine, c, codec, baseline, base_block,
-        settings={"derandomize": os.environ.get("LEDGER_STATEFUL_RANDOM") is None,
-                  "max_examples": int(os.environ.get("LEDGER_STATEFUL_EXAMPLES", 40)),
-                  "stateful_step_count": int(os.environ.get("LEDGER_STATEFUL_STEPS", 40)), "suppress_health_check": list(HealthCheck),
-                  "database": None},
+        LedgerMachine,
+        c,
+        codec,
+        baseline,
+        base_block,
+        settings={
+            "derandomize": os.environ.get("LEDGER_STATEFUL_RANDOM") is None,
+            "max_examples": int(os.environ.get("LEDGER_STATEFUL_EXAMPLES", 30)),
+            "stateful_step_count": int(os.environ.get("LEDGER_STATEFUL_STEPS", 40)),
+            "suppress_health_check": list(HealthCheck),
+            "database": None,
+        },
     )
     stats = STATS
     print("\nstateful run:", dict(sorted(stats.items())))
     # the run really exercised the ledger (not just early returns)
-    for name in ("DeclarationSubmitted", "DeclarationAmended", "DeclarationAccepted", "ChannelAssigned",
-                 "StampRecorded", "relayed stamp", "StampRevoked", "DecisionRecorded", "release decision",
-                 "DecisionProposed", "release decision (dual control)", "ProposalExecuted", "BatchAnchored", "AlertRaised", "AlertCleared",
-                 "SignerKeyCompromised"):
+    for name in (
+        "DeclarationSubmitted",
+        "DeclarationAmended",
+        "DeclarationAccepted",
+        "ChannelAssigned",
+        "StampRecorded",
+        "relayed stamp",
+        "StampRevoked",
+        "DecisionRecorded",
+        "release decision",
+        "DecisionProposed",
+        "release decision (dual control)",
+        "ProposalExecuted",
+        "BatchAnchored",
+        "AlertRaised",
+        "AlertCleared",
+        "SignerKeyCompromised",
+    ):
         assert stats[name] > 0, name
     assert sum(v for k, v in stats.items() if k.startswith("refused")) > 0

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-import brownie
 import eth_abi
 import pytest
 from brownie import accounts, chain, web3
@@ -170,7 +169,7 @@ class ErrorCodec:
     def encode(self, name: str, *args: Any) -> bytes:
         selector, types = self.by_name[name]
         assert len(types) == len(args), f"{name} takes {types}, got {args!r}"
-        values = [_abi_value(t, a) for t, a in zip(types, args)]
+        values = [_abi_value(t, a) for t, a in zip(types, args, strict=True)]
         return selector + eth_abi.encode(types, values)
 
 
@@ -209,9 +208,7 @@ class StandardMerkleTree:
     """Python port of @openzeppelin/merkle-tree (StandardMerkleTree, sortLeaves=true)."""
 
     def __init__(self, types: list[str], values: list[list[Any]]) -> None:
-        hashed = sorted(
-            ((merkle_leaf(types, v), i) for i, v in enumerate(values)), key=lambda pair: pair[0]
-        )
+        hashed = sorted(((merkle_leaf(types, v), i) for i, v in enumerate(values)), key=lambda pair: pair[0])
         n = len(hashed)
         self.tree: list[bytes] = [b""] * (2 * n - 1)
         self.tree_index_of_value: dict[int, int] = {}
@@ -364,8 +361,9 @@ class Consortium:
     counter: list[int] = field(default_factory=lambda: [0])
 
     # -- reverts -------------------------------------------------------------------------------
-    def expect_revert(self, method: Any, args: list[Any], sender: Any, error: str, *error_args: Any,
-                      send: bool = False) -> None:
+    def expect_revert(
+        self, method: Any, args: list[Any], sender: Any, error: str, *error_args: Any, send: bool = False
+    ) -> None:
         """Assert `method(*args)` from `sender` reverts with exactly `error(*error_args)`.
 
         The next block's timestamp is pinned to latest + 1 first, so a time argument of the error is
@@ -401,12 +399,15 @@ class Consortium:
         self.counter[0] += 1
         return f"{prefix}-{self.counter[0]}"
 
-    def submit(self, trader: Any = None, jurisdiction: str = "CN", n_docs: int = 3,
-               label: str | None = None) -> bytes:
+    def submit(self, trader: Any = None, jurisdiction: str = "CN", n_docs: int = 3, label: str | None = None) -> bytes:
         label = label or self.fresh("decl")
         commitment = sha(label)
         self.led.submitDeclaration(
-            self.agencies[jurisdiction], b32("LRN-" + label[-20:]), commitment, cid(label), docs(label, n_docs),
+            self.agencies[jurisdiction],
+            b32("LRN-" + label[-20:]),
+            commitment,
+            cid(label),
+            docs(label, n_docs),
             {"from": trader or self.traders.t1},
         )
         return commitment
@@ -416,7 +417,9 @@ class Consortium:
         return self.led.acceptDeclaration(declaration_id, mrn, {"from": key or self.keys.cn})
 
     def channel(self, declaration_id: bytes, channel: int, required: int, key: Any = None) -> Any:
-        return self.led.assignChannel(declaration_id, channel, required, sha("rules-v1"), {"from": key or self.keys.oracle})
+        return self.led.assignChannel(
+            declaration_id, channel, required, sha("rules-v1"), {"from": key or self.keys.oracle}
+        )
 
     def stamp(self, declaration_id: bytes, stamp_type: int, result: int = PASS, key: Any = None) -> bytes:
         report = sha(self.fresh("report"))
