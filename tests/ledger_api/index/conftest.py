@@ -91,6 +91,15 @@ class Chain:
         )
         return declaration_id
 
+    def govern(self, target: Any, call: Any) -> int:
+        """Run ``call`` on ``target`` through a 2-of-3 governance vote; return the proposal id."""
+        data = call._encode_transaction_data()
+        self.send(self.account("governor-0"), self.registry.functions.propose(target.address, data))
+        proposal_id = int(self.registry.functions.proposalCount().call())
+        self.send(self.account("governor-1"), self.registry.functions.approve(proposal_id))
+        self.send(self.account("governor-2"), self.registry.functions.execute(proposal_id))
+        return proposal_id
+
     def stamp(self, agency: str, declaration_id: bytes, stamp_type: int, result: int, label: str) -> bytes:
         report = h(label)
         self.send(
@@ -126,6 +135,8 @@ class Scenario:
     blocks: dict[str, int] = field(default_factory=dict)  # moment → block number after it
     proposal_id: int = 0
     compromised: str = ""
+    pending: bytes = b""  # D4: a SEIZE proposal with 2 of 3 approvals, still open
+    third_signer: str = ""
 
 
 def run_scenario(chain: Chain) -> Scenario:
@@ -197,13 +208,26 @@ def run_scenario(chain: Chain) -> Scenario:
     now = chain.w3.eth.get_block("latest")["timestamp"]
     chain.send(rtm0, registry.functions.reportKeyCompromised(rtm1.address, now))
     s.compromised = rtm1.address
-    call = registry.functions.setAgencyRoles(
-        agency_id_bytes("CONSORTIUM-AUDIT"), (1 << 4) | (1 << 2)
-    )._encode_transaction_data()
-    chain.send(chain.account("governor-0"), registry.functions.propose(registry.address, call))
-    s.proposal_id = registry.functions.proposalCount().call()
-    chain.send(chain.account("governor-1"), registry.functions.approve(s.proposal_id))
-    chain.send(chain.account("governor-2"), registry.functions.execute(s.proposal_id))
+    s.proposal_id = chain.govern(
+        registry, registry.functions.setAgencyRoles(agency_id_bytes("CONSORTIUM-AUDIT"), (1 << 4) | (1 << 2))
+    )
+
+    # A third customs key (added by vote), a shortened key expiry, SEIZE needing 3 approvals, and a
+    # SEIZE proposal left open with 2 of 3; a trader update by its registrar.
+    third = chain.agency_signer("CN-TJ-CUSTOMS", 2)
+    chain.rpc("anvil_setBalance", [third.address, hex(10**20)])
+    customs_id = agency_id_bytes("CN-TJ-CUSTOMS")
+    chain.govern(registry, registry.functions.addSignerKey(customs_id, third.address, now, now + 10**7))
+    chain.govern(registry, registry.functions.setSignerKeyExpiry(third.address, now + 10**6))
+    chain.govern(ledger, ledger.functions.setApprovalsRequired(SEIZE, 3))
+    s.third_signer = third.address
+    s.pending = chain.submit("trader-tj-electronics", "D4", documents=1)
+    chain.send(customs0, ledger.functions.acceptDeclaration(s.pending, h("MRN-4")))
+    chain.send(customs0, ledger.functions.decide(s.pending, HOLD, 3, b"\0" * 32, []))
+    chain.send(third, ledger.functions.decide(s.pending, SEIZE, 6, h("D4/seize"), []))
+    chain.send(customs1, ledger.functions.approveDecision(s.pending, []))
+    trader = chain.account("trader-tj-foods").address
+    chain.send(chain.agency_signer("CN-TJ-CUSTOMS"), registry.functions.updateTrader(trader, 2, True))
     s.blocks["end"] = chain.w3.eth.block_number
     return s
 

@@ -34,7 +34,7 @@ def indexer(chain: Any, scenario: Any, tmp_path_factory: pytest.TempPathFactory)
 
 
 def _all_declarations(scenario: Any) -> list[bytes]:
-    return [scenario.released, scenario.original, scenario.amended, scenario.rejected]
+    return [scenario.released, scenario.original, scenario.amended, scenario.rejected, scenario.pending]
 
 
 def test_declarations_match_the_contract_view(chain: Any, scenario: Any, indexer: Any) -> None:
@@ -137,6 +137,21 @@ def test_decisions_include_dual_control_rounds(chain: Any, scenario: Any, indexe
     assert release[0].pass_stamps == (_hex(scenario.stamps["doc_pass"]), _hex(scenario.stamps["lab_pass"]))
 
 
+def test_an_open_dual_control_round_is_pending(chain: Any, scenario: Any, indexer: Any) -> None:
+    pending = indexer.model.pending_decision(scenario.pending)
+    kind, approvals, required, reason, round_, proposer, report = chain.ledger.functions.pendingDecision(
+        scenario.pending
+    ).call()
+    assert pending is not None
+    assert (pending.kind, pending.approvals_required, pending.reason_code, pending.round, pending.signer) == (
+        kind, required, reason, round_, proposer,
+    )  # fmt: skip
+    steps = indexer.model.decisions(scenario.pending)
+    assert [s.action for s in steps] == ["recorded", "proposed", "approved"]
+    assert steps[-1].approvals == approvals == 2
+    assert indexer.model.declaration(scenario.pending).status is DeclarationStatus.HELD
+
+
 def test_alerts_batches_and_active_counts(chain: Any, scenario: Any, indexer: Any) -> None:
     on_declaration = indexer.model.alerts(scenario.released)
     assert [(a.alert_id, a.active, a.reason_code) for a in on_declaration] == [(1, True, 11)]
@@ -160,13 +175,17 @@ def test_agencies_keys_and_traders_match_the_registry(chain: Any, scenario: Any,
         assert (view.agency_index, view.status, view.roles, view.country, view.name, view.ipfs_endpoint) == (
             on_chain[1], on_chain[2], on_chain[3], on_chain[4].decode(), on_chain[6], on_chain[7],
         )  # fmt: skip
-        assert view.signers == record.signers
+        assert view.signers[: len(record.signers)] == record.signers
         assert indexer.model.agency(record.index) == view
         for signer in record.signers:
             key = indexer.model.signer_key(signer)
             assert (key.agency_index, key.valid_from, key.valid_until, key.compromised_at) == tuple(
                 chain.registry.functions.signerKey(signer).call()
             )
+    third = indexer.model.signer_key(scenario.third_signer)
+    assert [h["change"] for h in third.history] == ["added", "expiry"]
+    assert third.valid_until == chain.registry.functions.signerKey(scenario.third_signer).call()[2]
+    assert indexer.model.agency("CN-TJ-CUSTOMS").signers[-1] == scenario.third_signer
     audit = indexer.model.agency("CONSORTIUM-AUDIT")
     assert [h["change"] for h in audit.history] == ["added", "roles"]  # changed by the governance vote
     for label, address in chain.deployment.traders.items():
