@@ -319,3 +319,15 @@ def test_governed_functions_succeed_through_a_passed_proposal(scene, function):
 def test_clear_alert_through_governance(scene):
     tx = scene.c.govern(scene.c.led.clearAlert, scene.alert_id, 1)
     assert [e.name for e in tx.events] == ["ProposalExecuted", "AlertCleared"]
+
+
+def test_expect_revert_is_exact(c):
+    """The matrix is only as good as its assertion: wrong error, wrong arguments or no revert fail."""
+    args = [b32("NEW"), "New", b"FR", CUSTOMS, ZERO32, ""]
+    c.expect_revert(c.reg.addAgency, args, c.outsider, "AgencyRegistryNotGovernance", c.outsider, send=True)
+    with pytest.raises(AssertionError):  # right error, wrong argument
+        c.expect_revert(c.reg.addAgency, args, c.outsider, "AgencyRegistryNotGovernance", c.governors[0])
+    with pytest.raises(AssertionError):  # wrong error, same argument layout
+        c.expect_revert(c.reg.addAgency, args, c.outsider, "AgencyRegistryNotGovernor", c.outsider)
+    with pytest.raises(AssertionError):  # the call succeeds
+        c.expect_revert(c.led.anchorBatch, [sha("ok"), 1, 0, b""], c.keys.lab, "ClearanceLedgerInvalidBatch", ZERO32, 1)

@@ -1209,3 +1209,45 @@ def test_anchor_of_supporting_documents(c):
     c.led.amendDeclaration(sha("with-docs"), sha("with-docs-2"), cid("x"), docs("with-docs", 3), {"from": c.traders.t1})
     assert plain(c.led.anchorOf(docs("with-docs", 3)[0][1])) == (AK_SUPPORTING, sha("with-docs"))
     assert plain(c.led.anchorOf(sha("with-docs"))) == (AK_DECLARATION, sha("with-docs"))
+
+
+def test_python_merkle_port_matches_openzeppelin_js(c):
+    """The Python StandardMerkleTree used above agrees with @openzeppelin/merkle-tree (npm) itself,
+    and the JS library's own proofs verify on chain."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    tree = batch_tree(9)
+    values = [["0x" + v[0].hex(), str(v[1]), v[2]] for v in tree.values]
+    script = """
+const { StandardMerkleTree } = require('@openzeppelin/merkle-tree');
+const [types, values] = JSON.parse(process.argv[1]);
+const tree = StandardMerkleTree.of(values, types);
+const multi = tree.getMultiProof([1, 4, 7]);
+console.log(JSON.stringify({root: tree.root, proofs: values.map((_, i) => tree.getProof(i)),
+  multi: {leaves: multi.leaves.map(v => tree.leafHash(v)), proof: multi.proof, flags: multi.proofFlags}}));
+"""
+    root_dir = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [node, "-e", script, json.dumps([VALUE_TYPES, values])],
+        cwd=root_dir,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    js = json.loads(out.stdout)
+    assert bytes.fromhex(js["root"][2:]) == tree.root
+    for i, proof in enumerate(js["proofs"]):
+        assert [bytes.fromhex(p[2:]) for p in proof] == tree.proof(i)
+    leaves, proof, flags = tree.multiproof([1, 4, 7])
+    assert [bytes.fromhex(x[2:]) for x in js["multi"]["leaves"]] == leaves
+    assert [bytes.fromhex(x[2:]) for x in js["multi"]["proof"]] == proof
+    assert js["multi"]["flags"] == flags
+    c.led.anchorBatch(tree.root, 9, 1, cid("m"), {"from": c.keys.lab})
+    assert c.led.areBatchLeaves(tree.root, js["multi"]["proof"], js["multi"]["flags"], js["multi"]["leaves"])
