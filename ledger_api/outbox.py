@@ -52,6 +52,7 @@ from ledger_api.errors import (
     OutboxError,
     StoreUnavailable,
     TransactionError,
+    TransactionFailed,
     TransactionRejected,
     UnknownOutboxEntry,
 )
@@ -158,6 +159,10 @@ class ReconcileReport:
 Storer = Callable[[OutboxEntry], LedgerCall]
 
 
+#: A transaction that fails without a revert (out of gas) is re-estimated and sent at most this often.
+_MAX_ATTEMPTS = 5
+
+
 def _fingerprint(kind: bytes, *parts: bytes) -> str:
     digest = hashlib.sha256(kind)
     for part in parts:
@@ -172,10 +177,18 @@ class Outbox:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        deadline = time.monotonic() + 30.0
+        while True:  # switching to WAL needs a moment of exclusive access when several processes open at once
+            try:
+                self._db.execute("PRAGMA busy_timeout=30000")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise OutboxError(f"cannot open the outbox journal {path}: {exc}") from exc
+                time.sleep(0.05)
         self._lock = threading.RLock()
 
     @classmethod
@@ -201,42 +214,77 @@ class Outbox:
                 raise
             self._db.execute("COMMIT")
 
-    def _insert(
-        self, *, key: str, fingerprint: str, state: str, signer: str, columns: dict[str, object]
-    ) -> OutboxEntry:
+    def _insert_many(
+        self, rows: Sequence[tuple[str, str, str, str, dict[str, object]]]
+    ) -> list[OutboxEntry | IdempotencyConflict]:
+        """Insert (key, fingerprint, state, signer, columns) rows in ONE transaction (one fsync).
+
+        ``INSERT .. ON CONFLICT DO NOTHING`` inside ``BEGIN IMMEDIATE`` keeps the key check atomic
+        across processes; a key already used for another request yields :class:`IdempotencyConflict`
+        for that row only.
+        """
+        conflicts: dict[str, IdempotencyConflict] = {}
+        now = time.time()
         with self._lock:
-            existing = self.find(key)
-            if existing is not None:
-                row = self._db.execute("SELECT fingerprint FROM entries WHERE id = ?", (existing.id,)).fetchone()
-                if row[0] != fingerprint:
-                    raise IdempotencyConflict(key)
-                return existing
-            now = time.time()
-            names = ["idempotency_key", "fingerprint", "state", "signer", "created_at", "updated_at", *columns]
-            values = [key, fingerprint, state, signer, now, now, *columns.values()]
-            self._write([(f"INSERT INTO entries ({','.join(names)}) VALUES ({','.join('?' * len(names))})", values)])
-            entry = self.find(key)
-            assert entry is not None
-            return entry
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for key, fingerprint, state, signer, columns in rows:
+                    names = ["idempotency_key", "fingerprint", "state", "signer", "created_at", "updated_at", *columns]
+                    values = [key, fingerprint, state, signer, now, now, *columns.values()]
+                    self._db.execute(
+                        f"INSERT INTO entries ({','.join(names)}) VALUES ({','.join('?' * len(names))}) "
+                        "ON CONFLICT(idempotency_key) DO NOTHING",
+                        values,
+                    )
+                    stored = self._db.execute("SELECT fingerprint FROM entries WHERE idempotency_key = ?", (key,))
+                    if stored.fetchone()[0] != fingerprint:
+                        conflicts[key] = IdempotencyConflict(key)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            found = {e.idempotency_key: e for e in self._select_keys([r[0] for r in rows])}
+        return [conflicts.get(key) or found[key] for key, *_ in rows]
+
+    def _select_keys(self, keys: Sequence[str]) -> list[OutboxEntry]:
+        out: list[OutboxEntry] = []
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            out += self._select(f"idempotency_key IN ({','.join('?' * len(part))})", part)
+        return out
+
+    @staticmethod
+    def _one(result: OutboxEntry | IdempotencyConflict) -> OutboxEntry:
+        if isinstance(result, IdempotencyConflict):
+            raise result
+        return result
 
     def submit(self, *, key: str, call: LedgerCall, signer: str) -> OutboxEntry:
         """Journal a ready ledger call (its documents are already stored) under idempotency ``key``.
 
-        The same key with the same call returns the existing entry (whatever its state); the same
-        key with a different call raises :class:`IdempotencyConflict`.
+        Durable (fsync'd) when this returns. The same key with the same call returns the existing
+        entry (whatever its state); the same key with a different call raises
+        :class:`IdempotencyConflict`.
         """
-        fingerprint = _fingerprint(b"call", call.function.encode(), call.calldata, signer.lower().encode())
-        return self._insert(
-            key=key, fingerprint=fingerprint, state=EntryState.STORED, signer=signer,
-            columns=self._call_columns(call),
-        )  # fmt: skip
+        return self._one(self.submit_many([(key, call, signer)])[0])
+
+    def submit_many(self, requests: Sequence[tuple[str, LedgerCall, str]]) -> list[OutboxEntry | IdempotencyConflict]:
+        """Group commit: journal (key, call, signer) requests in one transaction and one fsync.
+
+        Results are in order; a reused key with different content is an :class:`IdempotencyConflict`
+        value for that request only. The HTTP API can gather concurrent requests into one call.
+        """
+        rows = [
+            (key, _fingerprint(b"call", call.function.encode(), call.calldata, signer.lower().encode()),
+             EntryState.STORED, signer, self._call_columns(call))
+            for key, call, signer in requests
+        ]  # fmt: skip
+        return self._insert_many(rows)
 
     def receive(self, *, key: str, request: bytes, signer: str) -> OutboxEntry:
         """Journal a request whose documents still have to be stored (the worker's ``storer`` does it)."""
         fingerprint = _fingerprint(b"request", request, signer.lower().encode())
-        return self._insert(
-            key=key, fingerprint=fingerprint, state=EntryState.RECEIVED, signer=signer, columns={"request": request}
-        )
+        return self._one(self._insert_many([(key, fingerprint, EntryState.RECEIVED, signer, {"request": request})])[0])
 
     @staticmethod
     def _call_columns(call: LedgerCall) -> dict[str, object]:
@@ -343,6 +391,21 @@ class Outbox:
                         entry_id,
                     ),
                 )  # fmt: skip
+            ]
+        )
+
+    def record_retry(self, entry_id: int, *, reason: str) -> None:
+        """A mined-but-failed transaction that did not revert (out of gas): back to ``stored``.
+
+        Its hashes stay in ``tx_hashes`` (so receipts still find them); the next send signs anew.
+        """
+        self._write(
+            [
+                (
+                    "UPDATE entries SET state='stored', nonce=NULL, tx_hash=NULL, raw_tx=NULL, last_error=?, "
+                    "updated_at=? WHERE id=?",
+                    (reason, time.time(), entry_id),
+                )
             ]
         )
 
@@ -485,6 +548,16 @@ def _call(entry: OutboxEntry) -> LedgerCall:
     return entry.call
 
 
+def _pick_receipt(entry: OutboxEntry, receipts: dict[str, TxReceipt]) -> TxReceipt | None:
+    """The receipt that decides ``entry``: any successful one (replacements share a nonce, so at most
+    one mines), else the failed receipt of its *current* transaction (older failures were retried)."""
+    for tx_hash in entry.tx_hashes:
+        found = receipts.get(tx_hash)
+        if found is not None and found.status == 1:
+            return found
+    return receipts.get(entry.tx_hash) if entry.tx_hash else None
+
+
 def _anchors(entries: Iterable[OutboxEntry]) -> list[tuple[OutboxEntry, Anchor]]:
     return [(e, e.call.anchor) for e in entries if e.call is not None and e.call.anchor is not None]
 
@@ -558,7 +631,7 @@ class _Driver:
         mined: list[tuple[OutboxEntry, TxReceipt]] = []
         waiting: list[OutboxEntry] = []
         for entry in entries:
-            receipt = next((receipts[h] for h in entry.tx_hashes if h in receipts), None)
+            receipt = _pick_receipt(entry, receipts)
             if receipt is not None:
                 mined.append((entry, receipt))
             else:
@@ -578,13 +651,28 @@ class _Driver:
             self.outbox.record_mined(final, final=True)
             self.outbox.record_mined([(i, r) for i, r in good if not self.client.is_final(r, head)], final=False)
             tally["mined"] += len(good)
-        for entry, receipt in mined:
-            if receipt.status != 1 and entry.call is not None:
-                error = self.client.revert_reason(
-                    call=entry.call, signer=entry.signer, block_number=receipt.block_number
-                )
-                self.outbox.record_failed(entry.id, error, receipt=receipt)
-                tally["failed"] += 1
+        reverted = [(e, r) for e, r in mined if r.status != 1]
+        if not reverted:
+            return
+        # A reverted anchor whose id is on chain now (anchored concurrently, e.g. the same document
+        # under two keys in one batch) is done, not failed.
+        with_anchor = _anchors(e for e, _ in reverted)
+        present = self.client.anchored([a for _, a in with_anchor]) if with_anchor else []
+        done = {e.id for (e, _), p in zip(with_anchor, present, strict=True) if p}
+        self._mark_on_chain(sorted(done))
+        tally["found_on_chain"] += len(done)
+        for entry, receipt in reverted:
+            if entry.id in done:
+                continue
+            call = _call(entry)
+            error = self.client.revert_reason(call=call, signer=entry.signer, block_number=receipt.block_number)
+            if isinstance(error, TransactionFailed) and entry.attempts < _MAX_ATTEMPTS:
+                # No revert on replay: it ran out of gas (a reused estimate). Estimate afresh, send again.
+                self.client.forget_estimate(call)
+                self.outbox.record_retry(entry.id, reason=f"out of gas in block {receipt.block_number}")
+                continue
+            self.outbox.record_failed(entry.id, error, receipt=receipt)
+            tally["failed"] += 1
 
     def _repair(self, overdue: Sequence[OutboxEntry], tally: dict[str, int]) -> None:
         states = self.client.states([e.tx_hash for e in overdue if e.tx_hash])
@@ -614,18 +702,15 @@ class _Driver:
             self._nonce_taken(taken, tally)
 
     def _replace(self, entry: OutboxEntry, tally: dict[str, int]) -> None:
-        try:
-            replacement = self.client.bump(entry.handle())
-        except TransactionRejected as exc:
-            self.outbox.record_broadcast([entry.id], error=exc.reason)
-            return
-        self.outbox.record_sent([(entry, replacement)])
+        replacement = self.client.replacement_for(entry.handle())
+        self.outbox.record_sent([(entry, replacement)])  # journal first: a crash now keeps both hashes
+        self._broadcast([entry.id], [replacement.raw])
         tally["replaced"] += 1
 
     def _nonce_taken(self, taken: Sequence[OutboxEntry], tally: dict[str, int]) -> None:
         """Our nonce was used by a transaction we have no receipt for: never anchor twice."""
         receipts = self.client.receipts([h for e in taken for h in e.tx_hashes])  # re-check: no race
-        still = [e for e in taken if not any(h in receipts for h in e.tx_hashes)]
+        still = [e for e in taken if _pick_receipt(e, receipts) is None]
         with_anchor = _anchors(still)
         present = self.client.anchored([a for _, a in with_anchor]) if with_anchor else []
         on_chain = [e.id for (e, _), p in zip(with_anchor, present, strict=True) if p]
@@ -721,13 +806,13 @@ class OutboxWorker:
             try:
                 touched = self.step()
                 backoff = 0.0
-            except LedgerError as exc:
+            except Exception as exc:  # noqa: BLE001 - a daemon loop: never die, back off and report
                 # The node is down or answers errors: back off; after an outage, reconcile first
                 # (the node may have restarted from an older state).
                 backoff = min(self.max_backoff, max(0.1, backoff * 2))
-                if isinstance(exc, ChainUnavailable | TransactionError):
+                if not isinstance(exc, LedgerError) or isinstance(exc, ChainUnavailable | TransactionError):
                     self._reconciled = False
-                self.last_error = str(exc)
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 stop.wait(backoff)
                 continue
             if not touched:

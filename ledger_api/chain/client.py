@@ -103,6 +103,11 @@ def bump_fees(fee_cap: int, priority_fee: int) -> tuple[int, int]:
     return up(fee_cap), up(priority_fee) if priority_fee else 0
 
 
+#: Functions whose gas use is fixed by the call-data shape (new slots written, no state-dependent
+#: branches), so one estimate serves all calls of the same length. Others are estimated every time.
+_SHAPE_DETERMINES_GAS = frozenset({"submitDeclaration", "anchorBatch"})
+
+
 class _NonceBook:
     """Next nonce of one signer; thread-safe; lazily read from the node's pending count."""
 
@@ -164,6 +169,7 @@ class LedgerClient:
         gas_headroom: float = 1.25,
         timeout: float = 10.0,
         fee_cache_seconds: float = 1.0,
+        estimate_cache_seconds: float = 30.0,
     ) -> None:
         if confirmations < 0:
             raise ConfigurationError("confirmations must be >= 0")
@@ -179,6 +185,8 @@ class LedgerClient:
         self._fee_cache_seconds = fee_cache_seconds
         self._fees: tuple[float, int | None, int] | None = None  # (fetched_at, fee_cap or None=legacy, tip/gasPrice)
         self._fee_lock = threading.Lock()
+        self.estimate_cache_seconds = estimate_cache_seconds
+        self._gas_cache: dict[tuple[str, int], tuple[float, int]] = {}  # (function, len) -> (when, gas)
 
     # ------------------------------------------------------------------ factories
 
@@ -313,24 +321,46 @@ class LedgerClient:
         return TransactionError(f"{function} reverted: {error.message}")
 
     def estimate_many(self, items: Sequence[tuple[LedgerCall, str]]) -> list[int | LedgerError]:
-        """Gas limit (estimate × headroom) for each (call, signer), or the domain error it reverts with."""
-        replies = self.rpc.batch(
-            [
-                ("eth_estimateGas", [{"from": signer, "to": self.ledger_address, "data": _hex(call.calldata)}])
-                for call, signer in items
-            ]
-        )
+        """Gas limit (estimate × headroom) for each (call, signer), or the domain error it reverts with.
+
+        ``eth_estimateGas`` runs the call several times (a binary search); calls of the same function
+        and call-data length as one estimated within ``estimate_cache_seconds`` are only *simulated*
+        (for functions whose gas the call-data shape determines: ``submitDeclaration``, ``anchorBatch``)
+        once with ``eth_call`` (still catching every revert) and reuse that estimate. Should such a
+        transaction run out of gas anyway, the outbox re-estimates and sends it again.
+        """
+        now = time.monotonic()
+        shapes = [(call.function, len(call.calldata)) for call, _ in items]
+        cached = [
+            hit[1]
+            if shape[0] in _SHAPE_DETERMINES_GAS
+            and (hit := self._gas_cache.get(shape))
+            and now - hit[0] < self.estimate_cache_seconds
+            else None
+            for shape in shapes
+        ]
+        requests = []
+        for (call, signer), gas in zip(items, cached, strict=True):
+            tx = {"from": signer, "to": self.ledger_address, "data": _hex(call.calldata)}
+            requests.append(("eth_estimateGas", [tx]) if gas is None else ("eth_call", [tx, "latest"]))
+        replies = self.rpc.batch(requests)
         out: list[int | LedgerError] = []
-        for (call, _), reply in zip(items, replies, strict=True):
+        for (call, _), shape, gas, reply in zip(items, shapes, cached, replies, strict=True):
             if isinstance(reply, RpcError):
                 out.append(self._revert_from(reply, call.function))
                 continue
-            estimate = _int(reply)
+            estimate = gas if gas is not None else _int(reply)
+            if gas is None:
+                self._gas_cache[shape] = (now, estimate)
             if estimate > self.gas_cap:
                 out.append(GasLimitExceeded(function=call.function, estimate=estimate, cap=self.gas_cap))
             else:
                 out.append(min(self.gas_cap, int(estimate * self.gas_headroom)))
         return out
+
+    def forget_estimate(self, call: LedgerCall) -> None:
+        """Drop the cached estimate for ``call``'s shape (after an out-of-gas receipt)."""
+        self._gas_cache.pop((call.function, len(call.calldata)), None)
 
     def estimate(self, call: LedgerCall, signer: str) -> int:
         """Gas limit for ``call`` from ``signer``; raises :class:`ContractRevert` / :class:`GasLimitExceeded`."""
@@ -502,17 +532,21 @@ class LedgerClient:
             raise result
         return handle
 
-    def bump(self, handle: TxHandle, *, gas: int | None = None) -> TxHandle:
-        """Replace a stuck transaction: same nonce, fees raised ≥ 12.5 % and to at least today's quote."""
+    def replacement_for(self, handle: TxHandle, *, gas: int | None = None) -> TxHandle:
+        """Sign (do not send) a replacement of ``handle``: same nonce, fees raised ≥ 12.5 % and to at
+        least today's quote. The outbox journals it before broadcasting."""
         fee_cap, tip = bump_fees(handle.fee_cap, handle.priority_fee)
         quote_cap, quote_tip = self._fee_quote()
         if quote_cap is None:
             fees: tuple[int | None, int] = (None, max(fee_cap, quote_tip))
         else:
             fees = (max(fee_cap, quote_cap), max(tip, quote_tip))
-        replacement = self._sign(
-            self._signer(handle.signer), handle.call, nonce=handle.nonce, gas=gas or handle.gas, fees=fees
-        )
+        signer = self._signer(handle.signer)
+        return self._sign(signer, handle.call, nonce=handle.nonce, gas=gas or handle.gas, fees=fees)
+
+    def bump(self, handle: TxHandle, *, gas: int | None = None) -> TxHandle:
+        """Replace a stuck transaction (:meth:`replacement_for`) and broadcast the replacement."""
+        replacement = self.replacement_for(handle, gas=gas)
         (result,) = self.broadcast_many([replacement.raw])
         if isinstance(result, TransactionRejected):
             raise result

@@ -148,6 +148,33 @@ def test_received_documents_are_stored_then_anchored(
         assert store.read(store.put(document).cid) == document
 
 
+def test_group_commit_journals_many_requests_and_flags_only_the_conflicting_one(
+    outbox_chain: Any, client: LedgerClient, outbox: Outbox
+) -> None:
+    trader = outbox_chain.address("trader-tj-foods")
+    outbox.submit(key="g-1", call=_call(os.urandom(32)), signer=trader)
+    requests = [(f"g-{i}", _call(os.urandom(32)), trader) for i in range(1, 31)]
+    results = outbox.submit_many(requests)
+    assert isinstance(results[0], IdempotencyConflict) and results[0].key == "g-1"
+    assert all(isinstance(r, OutboxEntry) and r.state == EntryState.STORED for r in results[1:])
+    assert OutboxWorker(outbox=outbox, client=client).drain(timeout=30) == {"final": 30}
+
+
+def test_out_of_gas_from_a_reused_estimate_is_re_estimated_and_sent_again(
+    outbox_chain: Any, client: LedgerClient, outbox: Outbox
+) -> None:
+    trader = outbox_chain.address("trader-tj-electronics")
+    call = _call(os.urandom(32))
+    client._gas_cache[(call.function, len(call.calldata))] = (time.monotonic(), 30_000)  # a stale, too-low estimate
+    entry = outbox.submit(key="oog", call=call, signer=trader)
+    assert OutboxWorker(outbox=outbox, client=client).drain(timeout=30) == {"final": 1}
+    done = outbox.get(entry.id)
+    assert done.attempts == 2 and len(done.tx_hashes) == 2 and done.tx_hash == done.tx_hashes[1]
+    first, second = client.receipts(list(done.tx_hashes)).values()
+    assert (first.status, second.status) == (0, 1)
+    assert outbox_chain.submitted_per_commitment()[_key(call.anchor.id if call.anchor else b"")] == 1
+
+
 # ---------------------------------------------------------------------------------------- crash points
 
 
@@ -359,7 +386,8 @@ def test_node_killed_and_restarted_from_its_state_file_recovers_every_entry(
     finally:
         stop.set()
         thread.join(timeout=10)
-    assert outbox.counts() == {"final": 150}
+    stragglers = [(e.idempotency_key, e.state, e.nonce, e.last_error) for e in outbox.entries(EntryState.ACTIVE)]
+    assert outbox.counts() == {"final": 150}, (worker.totals, worker.last_error, stragglers[:5])
     report = outbox.reconcile(client)  # nothing left to repair, and nothing the node lost since
     assert report.rolled_back == 0
     if lost_blocks > 0:  # the node came back without its last blocks: those entries were rolled back and resent
