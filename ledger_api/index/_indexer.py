@@ -6,13 +6,13 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs
-from ledger_api.errors import IndexMismatch, ReorgTooDeep
+from ledger_api.errors import ChainError, IndexMismatch, ReorgTooDeep
 from ledger_api.index._apply import Applier
 from ledger_api.index._queries import ReadModel
 from ledger_api.index._schema import DDL, DERIVED_TABLES, SCHEMA_VERSION
@@ -276,6 +276,30 @@ class Indexer:
             total_seconds=time.perf_counter() - started,
         )
         return processed
+
+    def follow(
+        self,
+        *,
+        stop: threading.Event,
+        interval: float = 1.0,
+        on_error: Callable[[ChainError], None] | None = None,
+    ) -> None:
+        """Poll until ``stop`` is set: at once again while there is work, every ``interval`` seconds
+        when caught up. Chain errors (node down, refused queries) go to ``on_error`` and are retried
+        after ``interval``; read-model errors (``ReorgTooDeep``, ``IndexMismatch``) end the loop.
+
+        Run it in its own thread with its own :class:`Indexer`; readers elsewhere use
+        :meth:`ReadModel.open` on the same database file (WAL lets them read while it writes).
+        """
+        while not stop.is_set():
+            try:
+                processed = self.poll()
+            except ChainError as exc:
+                if on_error is not None:
+                    on_error(exc)
+                processed = 0
+            if processed == 0:
+                stop.wait(interval)
 
     def _block_times(self, logs: Sequence[Any]) -> dict[int, tuple[str, int]]:
         """``{block number: (hash, timestamp)}`` of the blocks these logs are in."""

@@ -228,6 +228,18 @@ def run_scenario(chain: Chain) -> Scenario:
     chain.send(customs1, ledger.functions.approveDecision(s.pending, []))
     trader = chain.account("trader-tj-foods").address
     chain.send(chain.agency_signer("CN-TJ-CUSTOMS"), registry.functions.updateTrader(trader, 2, True))
+
+    # An EIP-712 signed stamp on D4, signed by an NVWA inspector and relayed by a governor account.
+    inspector = chain.agency_signer("NL-NVWA")
+    signed_at = chain.w3.eth.get_block("latest")["timestamp"] - 5
+    signed = (
+        s.pending, PHYSICAL_EXAM, PASS, h("D4/relayed-report"), fake_cid("D4/relayed-report"), inspector.address,
+        signed_at, ledger.functions.nonces(inspector.address).call(), signed_at + 3600,
+    )  # fmt: skip
+    digest = ledger.functions.stampDigest(signed).call()
+    signature = inspector.unsafe_sign_hash(digest).signature
+    chain.send(chain.account("governor-0"), ledger.functions.relayStamp(signed, signature))
+    s.stamps["relayed"] = h("D4/relayed-report")
     s.blocks["end"] = chain.w3.eth.block_number
     return s
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,37 @@ def test_a_reader_in_another_thread_sees_consistent_state_while_indexing(chain: 
         assert len(reader.declarations_of(trader)) >= 3
     finally:
         reader.close()
+
+
+def test_follow_keeps_the_index_current_and_survives_errors(chain: Any, tmp_path: Path) -> None:
+    database = tmp_path / "follow.db"
+    indexer = Indexer.for_deployment(chain.deployment, database=database, rpc_url=chain.rpc_url, rpc_retries=0)
+    reader = ReadModel.open(database)
+    stop = threading.Event()
+    errors: list[Exception] = []
+    thread = threading.Thread(target=lambda: indexer.follow(stop=stop, interval=0.05, on_error=errors.append))
+    thread.start()
+    try:
+        declaration_id = chain.submit("trader-tj-electronics", "followed")
+        deadline = time.monotonic() + 20
+        while reader.declaration(declaration_id) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reader.declaration(declaration_id) is not None
+        assert chain.node.stop()
+        deadline = time.monotonic() + 20
+        while not errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert errors and isinstance(errors[0], ChainUnavailable)  # reported, loop still running
+        assert thread.is_alive()
+        chain.node.start()
+        later = chain.submit("trader-tj-electronics", "followed-after-restart")
+        deadline = time.monotonic() + 20
+        while reader.declaration(later) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reader.declaration(later) is not None
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        indexer.close()
+        reader.close()
+    assert not thread.is_alive()

@@ -91,6 +91,16 @@ def _h(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()
 
 
+def test_a_relayed_stamp_records_signer_time_and_relayer(chain: Any, scenario: Any, indexer: Any) -> None:
+    (stamp,) = indexer.model.stamps(scenario.pending)
+    on_chain = chain.ledger.functions.stamp(scenario.stamps["relayed"]).call()
+    assert (stamp.signer, stamp.agency_index, stamp.signed_at) == (on_chain[1], on_chain[2], on_chain[6])
+    assert stamp.relayer == chain.account("governor-0").address
+    assert stamp.signed_at < stamp.timestamp  # signed before the block that recorded it
+    direct = indexer.model.stamps(scenario.released)[0]
+    assert int(direct.relayer, 16) == 0  # recorded directly, no relayer
+
+
 def test_anchor_of_agrees_with_the_contract_for_every_hash(chain: Any, scenario: Any, indexer: Any) -> None:
     hashes = [*_all_declarations(scenario), *scenario.stamps.values(), scenario.batch_root, _h("never anchored")]
     hashes += [_h(f"D1/doc{n}") for n in range(3)] + [_h("D2/doc0"), _h("D2v2/doc0")]
