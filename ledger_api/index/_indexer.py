@@ -9,13 +9,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs
 from ledger_api.errors import ChainError, IndexMismatch, ReorgTooDeep
 from ledger_api.index._apply import Applier
 from ledger_api.index._queries import ReadModel
 from ledger_api.index._schema import DDL, DERIVED_TABLES, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from ledger_api.chain.deploy import Deployment
 
 __all__ = ["Indexer", "PollStats", "connect"]
 
@@ -148,7 +151,13 @@ class Indexer:
 
     @classmethod
     def for_deployment(
-        cls, deployment: Any, *, database: Path | str, rpc_url: str, confirmations: int = 0, **options: Any
+        cls,
+        deployment: Deployment,
+        *,
+        database: Path | str,
+        rpc_url: str,
+        confirmations: int = 0,
+        **options: Any,
     ) -> Indexer:
         """An indexer for a :class:`ledger_api.chain.Deployment` record."""
         return cls(
