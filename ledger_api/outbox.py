@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eth_utils.address import to_checksum_address
+
 from ledger_api.chain._tx_calls import Anchor, AnchorKind, LedgerCall
 from ledger_api.chain.client import LedgerClient, TxHandle, TxReceipt
 from ledger_api.errors import (
@@ -277,12 +279,13 @@ class Outbox:
         rows = [
             (key, _fingerprint(b"call", call.function.encode(), call.calldata, signer.lower().encode()),
              EntryState.STORED, signer, self._call_columns(call))
-            for key, call, signer in requests
+            for key, call, signer in ((k, c, to_checksum_address(a)) for k, c, a in requests)
         ]  # fmt: skip
         return self._insert_many(rows)
 
     def receive(self, *, key: str, request: bytes, signer: str) -> OutboxEntry:
         """Journal a request whose documents still have to be stored (the worker's ``storer`` does it)."""
+        signer = to_checksum_address(signer)
         fingerprint = _fingerprint(b"request", request, signer.lower().encode())
         return self._one(self._insert_many([(key, fingerprint, EntryState.RECEIVED, signer, {"request": request})])[0])
 
@@ -467,10 +470,16 @@ class Outbox:
             raise UnknownOutboxEntry(f"no outbox entry {entry_id}")
         return found[0]
 
-    def entries(self, states: Sequence[str], *, limit: int = 1_000_000) -> list[OutboxEntry]:
-        """Entries in ``states``, oldest first (nonce order within a signer for ``sent``)."""
+    def entries(
+        self, states: Sequence[str], *, limit: int = 1_000_000, signers: Sequence[str] | None = None
+    ) -> list[OutboxEntry]:
+        """Entries in ``states`` (of ``signers`` if given), oldest first (nonce order for ``sent``)."""
         marks = ",".join("?" * len(states))
-        return self._select(f"state IN ({marks}) ORDER BY nonce IS NULL, nonce, id LIMIT ?", (*states, limit))
+        where, params = f"state IN ({marks})", list(states)
+        if signers is not None:
+            where += f" AND signer IN ({','.join('?' * len(signers))})"
+            params += [to_checksum_address(a) for a in signers]
+        return self._select(f"{where} ORDER BY nonce IS NULL, nonce, id LIMIT ?", (*params, limit))
 
     def counts(self) -> dict[str, int]:
         """Number of entries per state (the backlog health reports)."""
@@ -503,12 +512,14 @@ class Outbox:
     def reconcile(self, client: LedgerClient) -> ReconcileReport:
         """Compare every non-final entry (and recent final ones) with the chain and repair the journal.
 
+        0. The node must serve the ledger (chain id, contract code), else :class:`ChainUnavailable`.
         1. Rollback: mined/final entries in blocks the node no longer has go back to ``sent``.
         2. Nonce floors: the client never reuses a nonce the journal holds.
         3. Each ``sent`` entry: mined → mined/final (or failed with its decoded error); unknown to
            the node with its nonce still free → identical bytes resent; nonce taken → anchor found on
            chain (done) or re-signed with a fresh nonce.
         """
+        client.ensure_ledger()
         rolled_back = self._detect_rollback(client)
         client.resync_nonces()
         for signer, nonce in self.max_nonces().items():
@@ -517,8 +528,8 @@ class Outbox:
             except LedgerError:
                 continue  # a signer this client does not hold; its entries stay for another service
         driver = _Driver(outbox=self, client=client, resend_after=0.0, stuck_after=float("inf"))
-        tally = driver.advance_sent(self.entries([EntryState.SENT]))
-        driver.advance_mined(self.entries([EntryState.MINED]))
+        tally = driver.advance_sent(self.entries([EntryState.SENT], signers=client.addresses))
+        driver.advance_mined(self.entries([EntryState.MINED], signers=client.addresses))
         return ReconcileReport(rolled_back=rolled_back, **tally)
 
     def _detect_rollback(self, client: LedgerClient, chunk: int = 64) -> int:
@@ -595,7 +606,12 @@ class _Driver:
 
     def send(self, entries: Sequence[OutboxEntry]) -> int:
         """``stored`` → ``sent``: estimate (batch), journal signed txs (one fsync), broadcast (batch)."""
-        ready = [e for e in entries if e.call is not None]
+        held = {address.lower() for address in self.client.addresses}
+        foreign = [e for e in entries if e.signer.lower() not in held]
+        for entry in foreign:  # another service (holding that key) will send it
+            if entry.last_error is None:
+                self.outbox.note_error(entry.id, f"no local key for {entry.signer}")
+        ready = [e for e in entries if e.call is not None and e.signer.lower() in held]
         if not ready:
             return 0
         gases = self.client.estimate_many([(_call(e), e.signer) for e in ready])
@@ -788,15 +804,20 @@ class OutboxWorker:
         touched = 0
         if self.storer is not None:
             touched += self._driver.store(
-                self.outbox.entries([EntryState.RECEIVED], limit=self.batch_size), self.storer
+                self.outbox.entries([EntryState.RECEIVED], limit=self.batch_size, signers=self.client.addresses),
+                self.storer,
             )
-        touched += self._driver.send(self.outbox.entries([EntryState.STORED], limit=self.batch_size))
-        sent = self.outbox.entries([EntryState.SENT], limit=self.batch_size * 4)
+        touched += self._driver.send(
+            self.outbox.entries([EntryState.STORED], limit=self.batch_size, signers=self.client.addresses)
+        )
+        sent = self.outbox.entries([EntryState.SENT], limit=self.batch_size * 4, signers=self.client.addresses)
         tally = self._driver.advance_sent(sent)
         for name, value in tally.items():
             self.totals[name] += value
         touched += tally["mined"] + tally["failed"] + tally["found_on_chain"]
-        touched += self._driver.advance_mined(self.outbox.entries([EntryState.MINED], limit=self.batch_size * 4))
+        touched += self._driver.advance_mined(
+            self.outbox.entries([EntryState.MINED], limit=self.batch_size * 4, signers=self.client.addresses)
+        )
         return touched
 
     def run(self, stop: threading.Event) -> None:

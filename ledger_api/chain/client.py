@@ -35,6 +35,7 @@ from ledger_api.chain.keystore import Keystore
 from ledger_api.chain.reverts import decode_revert
 from ledger_api.config import Settings
 from ledger_api.errors import (
+    ChainUnavailable,
     ConfigurationError,
     GasLimitExceeded,
     LedgerError,
@@ -257,6 +258,19 @@ class LedgerClient:
         if signer is None:
             raise UnknownSigner(address)
         return signer
+
+    def ensure_ledger(self) -> None:
+        """Refuse to work against a node without the ledger: wrong chain id or no contract code.
+
+        A node restarted without its state (or still loading it) answers, but sending there would
+        waste nonces on a chain that does not hold the ledger; raised as :class:`ChainUnavailable`
+        so callers back off and try again.
+        """
+        chain_id, code = self.rpc.batch([("eth_chainId", []), ("eth_getCode", [self.ledger_address, "latest"])])
+        if isinstance(chain_id, RpcError) or _int(chain_id) != self.chain_id:
+            raise ChainUnavailable(self.rpc.url, f"node serves chain {chain_id}, expected {self.chain_id}")
+        if isinstance(code, RpcError) or code in (None, "0x", ""):
+            raise ChainUnavailable(self.rpc.url, f"no ClearanceLedger code at {self.ledger_address} (state lost?)")
 
     def head(self) -> int:
         """Current block number."""

@@ -24,6 +24,7 @@ from ledger_api.chain.keystore import Keystore
 from ledger_api.chain.node import AnvilNode
 from ledger_api.config import Settings
 from ledger_api.errors import (
+    ChainUnavailable,
     ContractRevert,
     GasLimitExceeded,
     TransactionTimeout,
@@ -354,3 +355,29 @@ def test_from_settings_loads_the_deployment_keys_from_the_keystore(chain: Chain)
     handle = client.send(_declaration(), client.addresses[0])
     assert client.wait(handle).status == 1
     client.close()
+
+
+@pytest.mark.integration
+def test_a_node_without_the_ledger_is_refused(chain: Chain) -> None:
+    elsewhere = LedgerClient(
+        rpc_url=chain.node.rpc_url, ledger_address="0x" + "42" * 20, chain_id=chain.deployment.chain_id,
+        signers=[FastSigner(private_key=chain.keys["trader-tj-foods"])],
+    )  # fmt: skip
+    wrong_chain = LedgerClient(
+        rpc_url=chain.node.rpc_url, ledger_address=chain.deployment.ledger, chain_id=1,
+        signers=[FastSigner(private_key=chain.keys["trader-tj-foods"])],
+    )  # fmt: skip
+    try:
+        with pytest.raises(ChainUnavailable, match="no ClearanceLedger code"):
+            elsewhere.ensure_ledger()
+        with pytest.raises(ChainUnavailable, match="expected 1"):
+            wrong_chain.ensure_ledger()
+    finally:
+        elsewhere.close()
+        wrong_chain.close()
+    unreachable = LedgerClient(
+        rpc_url=f"http://127.0.0.1:{_free_port()}", ledger_address=chain.deployment.ledger, chain_id=31337, signers=[]
+    )
+    with pytest.raises(ChainUnavailable):
+        unreachable.head()
+    unreachable.close()

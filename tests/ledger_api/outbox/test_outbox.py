@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
 
 from ledger_api.chain import _tx_calls as calls
 from ledger_api.chain.client import LedgerClient
@@ -173,6 +174,21 @@ def test_out_of_gas_from_a_reused_estimate_is_re_estimated_and_sent_again(
     first, second = client.receipts(list(done.tx_hashes)).values()
     assert (first.status, second.status) == (0, 1)
     assert outbox_chain.submitted_per_commitment()[_key(call.anchor.id if call.anchor else b"")] == 1
+
+
+def test_entries_of_keys_this_service_does_not_hold_wait_without_blocking_others(
+    outbox_chain: Any, client: LedgerClient, outbox: Outbox
+) -> None:
+    stranger = Account.create().address.lower()  # journaled in any case; stored checksummed
+    foreign = outbox.submit(key="foreign", call=_call(os.urandom(32)), signer=stranger)
+    mine = [outbox.submit(key=f"mine-{i}", call=_call(os.urandom(32)), signer=client.addresses[0]) for i in range(3)]
+    worker = OutboxWorker(outbox=outbox, client=client)
+    for _ in range(3):
+        worker.step()
+    assert [outbox.get(e.id).state for e in mine] == [EntryState.FINAL] * 3
+    waiting = outbox.get(foreign.id)
+    assert waiting.state == EntryState.STORED and waiting.signer != stranger  # checksummed form
+    assert outbox.entries([EntryState.STORED], signers=[stranger]) == [waiting]
 
 
 # ---------------------------------------------------------------------------------------- crash points
