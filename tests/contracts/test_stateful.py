@@ -548,6 +548,10 @@ class LedgerMachine:
         # invariant (c): one event per change; a governance execute adds ProposalExecuted in front
         if method.abi["name"] == "execute":
             assert len(names) == 2 and names[0] == "ProposalExecuted", names
+            # the first event is the registry's, the second the executed function's, from its target
+            target = self.replay.proposals[args[0]]["target"]
+            assert to_checksum_address(tx.logs[0]["address"]) == self.c.reg.address
+            assert to_checksum_address(tx.logs[1]["address"]) == target
         else:
             assert len(names) == 1, (method._name, names)
         self.receipts.append(tx)
