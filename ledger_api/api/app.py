@@ -19,6 +19,7 @@ from ledger_api import __version__
 from ledger_api.api.health import HealthCheck, run_checks
 from ledger_api.api.limits import BodySizeLimit
 from ledger_api.api.problems import PROBLEM_MEDIA_TYPE, Problem, problem_for
+from ledger_api.api.routes import verify as verify_routes
 from ledger_api.errors import LedgerError
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app"]
@@ -35,15 +36,19 @@ def _problem_response(problem: Problem) -> JSONResponse:
     )
 
 
-def create_app(*, health_checks: list[HealthCheck] | None = None, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
-    """The HTTP service. ``health_checks`` are the dependencies ``GET /health`` reports on."""
+def create_app(
+    *, health_checks: list[HealthCheck] | None = None, max_body: int = DEFAULT_MAX_BODY, lifespan: Any = None
+) -> FastAPI:
+    """The HTTP service. ``health_checks`` are the dependencies ``GET /health`` reports on;
+    ``lifespan`` starts and stops background work (indexer, head tracker)."""
     app = FastAPI(
+        lifespan=lifespan,
         title="Customs document-provenance ledger",
         version=__version__,
         description="Anchor, follow and verify trade documents across customs administrations.",
         responses={"default": {"description": "RFC 9457 problem", "content": {PROBLEM_MEDIA_TYPE: {}}}},
     )
-    checks = list(health_checks or [])
+    app.state.health_checks = list(health_checks or [])
 
     @app.exception_handler(LedgerError)
     async def _domain_error(request: Request, error: LedgerError) -> JSONResponse:
@@ -86,10 +91,11 @@ def create_app(*, health_checks: list[HealthCheck] | None = None, max_body: int 
         return _problem_response(Problem(status=500, code="internal", title="Internal error"))
 
     @app.get("/health", tags=["operations"], summary="Dependency health (200 ok/degraded, 503 down)")
-    async def health() -> JSONResponse:
-        status, report = await run_checks(checks)
+    async def health(request: Request) -> JSONResponse:
+        status, report = await run_checks(request.app.state.health_checks)
         body: dict[str, Any] = {"status": status, "version": __version__, "checks": report}
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
+    app.include_router(verify_routes.router)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     return app

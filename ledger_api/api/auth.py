@@ -14,6 +14,7 @@ window, and the tag :data:`SIGNATURE_TAG` (so a signature made for another servi
 
 from __future__ import annotations
 
+import base64
 import datetime
 import secrets
 import sqlite3
@@ -49,6 +50,7 @@ __all__ = [
     "RequestAuthenticator",
     "Secp256k1Keccak256",
     "SqliteNonceStore",
+    "content_sha256",
     "sign_request",
 ]
 
@@ -235,16 +237,22 @@ class RequestAuthenticator:
         self._clock = clock
         self._verifier = HTTPMessageVerifier(signature_algorithm=Secp256k1Keccak256, key_resolver=_AddressResolver())
 
-    def authenticate(self, *, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes) -> Identity:
-        """Return the caller, or raise an :class:`~ledger_api.errors.AuthenticationError` subclass."""
+    def authenticate(
+        self, *, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes | None
+    ) -> Identity:
+        """Return the caller, or raise an :class:`~ledger_api.errors.AuthenticationError` subclass.
+
+        ``body=None`` is the streaming mode: the signature must cover ``content-digest`` and the caller
+        checks the streamed body against it (:func:`content_sha256`) before trusting it.
+        """
         message = _Message(method=method.upper(), url=url, headers=_Headers(headers))
         if "signature" not in message.headers or "signature-input" not in message.headers:
             raise SignatureMissing("the request is not signed (RFC 9421 Signature / Signature-Input)")
-        required = ["@method", "@target-uri"] + (["content-digest"] if body else [])
+        required = ["@method", "@target-uri"] + (["content-digest"] if body is None or body else [])
         try:
             results = self._verifier.verify(
                 message, max_age=self._max_age, expect_tag=SIGNATURE_TAG, require_components=required,
-                body=body if body else None,
+                body=body or None,
             )  # fmt: skip
         except InvalidSignature as exc:
             raise SignatureInvalid(f"request signature rejected: {exc}") from exc
@@ -267,6 +275,23 @@ class RequestAuthenticator:
         if not self._nonces.use(key_id, str(nonce), expires_at=created + self._max_age.total_seconds() * 2):
             raise SignatureReplayed("this request signature was already used")
         return identity
+
+
+def content_sha256(headers: Iterable[tuple[str, str]]) -> bytes:
+    """The sha-256 value of a request's ``Content-Digest`` (RFC 9530); raises SignatureInvalid if absent."""
+    for name, value in headers:
+        if name.lower() != "content-digest":
+            continue
+        for member in value.split(","):
+            algorithm, _, encoded = member.strip().partition("=")
+            if algorithm.strip() == "sha-256" and encoded.startswith(":") and encoded.endswith(":"):
+                try:
+                    digest = base64.b64decode(encoded[1:-1], validate=True)
+                except ValueError:
+                    break
+                if len(digest) == 32:
+                    return digest
+    raise SignatureInvalid("a signed Content-Digest with a sha-256 value is required")
 
 
 def sign_request(

@@ -10,7 +10,14 @@ from ledger_api.api.auth import RequestAuthenticator
 from ledger_api.errors import ConfigurationError, Forbidden
 from ledger_api.models import Identity
 
-__all__ = ["CurrentAgency", "CurrentIdentity", "authenticate", "require_role"]
+__all__ = [
+    "CurrentAgency",
+    "CurrentIdentity",
+    "StreamingAgency",
+    "authenticate",
+    "authenticate_streaming",
+    "require_role",
+]
 
 
 async def authenticate(request: Request) -> Identity:
@@ -28,6 +35,25 @@ async def authenticate(request: Request) -> Identity:
 
 
 CurrentIdentity = Annotated[Identity, Depends(authenticate)]
+
+
+async def authenticate_streaming(request: Request) -> Identity:
+    """Like :func:`authenticate` without reading the body: the signature must cover
+    ``content-digest`` and the route checks the streamed body against it."""
+    authenticator: RequestAuthenticator | None = getattr(request.app.state, "authenticator", None)
+    if authenticator is None:
+        raise ConfigurationError("no request authenticator configured")
+    headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
+    return authenticator.authenticate(method=request.method, url=str(request.url), headers=headers, body=None)
+
+
+async def _streaming_agency(identity: Annotated[Identity, Depends(authenticate_streaming)]) -> Identity:
+    if identity.kind != "agency":
+        raise Forbidden("this operation is for agency keys")
+    return identity
+
+
+StreamingAgency = Annotated[Identity, Depends(_streaming_agency)]
 
 
 async def _agency(identity: CurrentIdentity) -> Identity:

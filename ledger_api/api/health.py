@@ -7,6 +7,8 @@ with a timeout so a hung dependency shows as down instead of hanging the health 
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -47,7 +49,6 @@ class ChainHealth:
         self._rpc_url = rpc_url
         self._expected_chain_id = expected_chain_id
         self._timeout = timeout
-        self._client: httpx.AsyncClient | None = None  # reused: a new client per probe costs ~100 ms
 
     async def check(self) -> HealthReport:
         """Ask for chain id and head block in one batch request."""
@@ -55,10 +56,9 @@ class ChainHealth:
             {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
             {"jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber", "params": []},
         ]
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout)
         try:
-            response = await self._client.post(self._rpc_url, json=batch)
+            async with httpx.AsyncClient(timeout=self._timeout, verify=_tls_context()) as client:
+                response = await client.post(self._rpc_url, json=batch)
             results = {item["id"]: item["result"] for item in response.json()}
             chain_id, head = int(results[1], 16), int(results[2], 16)
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
@@ -66,6 +66,12 @@ class ChainHealth:
         if self._expected_chain_id is not None and chain_id != self._expected_chain_id:
             return HealthReport(status="down", detail="ledger node serves another chain", facts={"chainId": chain_id})
         return HealthReport(status="ok", facts={"chainId": chain_id, "head": head})
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every probe: building it (loading CA roots) is what makes a client slow."""
+    return ssl.create_default_context()
 
 
 async def run_checks(checks: list[HealthCheck], *, timeout: float = 3.0) -> tuple[Status, dict[str, Any]]:

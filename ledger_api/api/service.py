@@ -1,26 +1,110 @@
-"""Wire the HTTP service to a deployment: authenticator, health checks, state under var/."""
+"""Wire the HTTP service to a deployment: authenticator, read model + indexer, health, state under var/."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
 from fastapi import FastAPI
 from web3 import Web3
 
 from ledger_api.api.app import create_app
 from ledger_api.api.auth import RequestAuthenticator, SqliteNonceStore
-from ledger_api.api.health import ChainHealth
+from ledger_api.api.health import ChainHealth, HealthReport
 from ledger_api.chain.deploy import Deployment
 from ledger_api.chain.identity import RegistryDirectory
 from ledger_api.config import Settings
+from ledger_api.index import Indexer, ReadModel
 
-__all__ = ["build_service"]
+__all__ = ["IndexHealth", "build_service"]
+
+_log = logging.getLogger("ledger_api.service")
+#: How often the service refreshes its view of the chain head (for staleness indicators).
+HEAD_INTERVAL = 1.0
 
 
-def build_service(settings: Settings, deployment: Deployment) -> FastAPI:
-    """The service for ``deployment``: request signatures checked against its AgencyRegistry."""
+class IndexHealth:
+    """The read model: how far it trails the chain head (degraded past ``max_lag`` blocks)."""
+
+    name = "index"
+
+    def __init__(self, *, app: FastAPI, max_lag: int = 5) -> None:
+        self._app = app
+        self._max_lag = max_lag
+
+    async def check(self) -> HealthReport:
+        """Compare the index cursor with the last head the service saw."""
+        model: ReadModel | None = getattr(self._app.state, "read_model", None)
+        if model is None:
+            return HealthReport(status="down", detail="read model not open")
+        cursor = model.cursor_block()
+        head: int | None = getattr(self._app.state, "chain_head", None)
+        if head is None:
+            return HealthReport(status="degraded", detail="chain head unknown; serving the index as is",
+                                facts={"indexedThroughBlock": cursor})  # fmt: skip
+        lag = max(0, head - cursor)
+        return HealthReport(
+            status="ok" if lag <= self._max_lag else "degraded", facts={"indexedThroughBlock": cursor, "lagBlocks": lag}
+        )
+
+
+async def _track_head(app: FastAPI, rpc_url: str) -> None:
+    """Keep ``app.state.chain_head`` current; ``None`` while the node is unreachable."""
+    async with httpx.AsyncClient(timeout=2) as client:
+        while True:
+            try:
+                response = await client.post(
+                    rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
+                )
+                app.state.chain_head = int(response.json()["result"], 16)
+            except (httpx.HTTPError, KeyError, ValueError, TypeError):
+                app.state.chain_head = None
+            await asyncio.sleep(HEAD_INTERVAL)
+
+
+def build_service(settings: Settings, deployment: Deployment, *, index_path: Path | None = None) -> FastAPI:
+    """The service for ``deployment``: request signatures checked against its AgencyRegistry,
+    reads served from an index kept current by a background indexer thread."""
+    database = index_path or settings.var_dir / "index" / "index.db"
+    database.parent.mkdir(parents=True, exist_ok=True)
+    rpc_url = settings.effective_rpc_url
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        indexer = Indexer.for_deployment(
+            deployment, database=database, rpc_url=rpc_url, confirmations=settings.confirmations
+        )
+
+        def follow() -> None:
+            try:
+                indexer.follow(stop=stop, interval=0.5, on_error=lambda e: _log.warning("indexer: %s", e.code))
+            finally:
+                indexer.close()
+
+        thread = threading.Thread(target=follow, name="ledger-indexer", daemon=True)
+        thread.start()
+        app.state.read_model = ReadModel.open(database)
+        head_task = asyncio.create_task(_track_head(app, rpc_url))
+        try:
+            yield
+        finally:
+            head_task.cancel()
+            stop.set()
+            await asyncio.to_thread(thread.join, 10)
+            app.state.read_model.close()
+
     app = create_app(
-        health_checks=[ChainHealth(rpc_url=settings.effective_rpc_url, expected_chain_id=deployment.chain_id)]
+        health_checks=[ChainHealth(rpc_url=rpc_url, expected_chain_id=deployment.chain_id)], lifespan=lifespan
     )
-    w3 = Web3(Web3.HTTPProvider(settings.effective_rpc_url, request_kwargs={"timeout": 10}))
+    app.state.health_checks.append(IndexHealth(app=app))
+    app.state.chain_head = None
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
     app.state.authenticator = RequestAuthenticator(
         directory=RegistryDirectory(w3=w3, registry=deployment.registry),
         nonces=SqliteNonceStore(settings.var_dir / "api" / "nonces.db"),

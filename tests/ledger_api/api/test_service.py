@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -32,16 +33,21 @@ def test_service_reports_health_and_authenticates_a_deployed_agency_key(tmp_path
         async def whoami(caller: CurrentIdentity) -> dict[str, object]:
             return {"agency": caller.agency_id, "roles": sorted(caller.roles)}
 
-        client = TestClient(app, base_url="http://ledger.test")
-        health = client.get("/health").json()
-        assert health["status"] == "ok" and health["checks"]["chain"]["chainId"] == record.chain_id
+        with TestClient(app, base_url="http://ledger.test") as client:  # runs the lifespan: indexer + head
+            for _ in range(50):
+                health = client.get("/health").json()
+                if health["status"] == "ok":
+                    break
+                time.sleep(0.1)
+            assert health["status"] == "ok" and health["checks"]["chain"]["chainId"] == record.chain_id
+            assert health["checks"]["index"]["indexedThroughBlock"] > 0
 
-        lab = Keystore.from_settings(settings).signer("cn-tj-ciq-lab-signer-0")
-        url = "http://ledger.test/v1/whoami"
-        headers = sign_request(method="GET", url=url, headers={}, body=b"", private_key=bytes(lab.key))
-        response = client.get(url, headers=headers)
-        assert response.status_code == 200
-        assert response.json() == {"agency": "CN-TJ-CIQ-LAB", "roles": ["INSPECTION_AGENCY"]}
-        assert (tmp_path / "api" / "nonces.db").exists()
+            lab = Keystore.from_settings(settings).signer("cn-tj-ciq-lab-signer-0")
+            url = "http://ledger.test/v1/whoami"
+            headers = sign_request(method="GET", url=url, headers={}, body=b"", private_key=bytes(lab.key))
+            response = client.get(url, headers=headers)
+            assert response.status_code == 200
+            assert response.json() == {"agency": "CN-TJ-CIQ-LAB", "roles": ["INSPECTION_AGENCY"]}
+            assert (tmp_path / "api" / "nonces.db").exists()
     finally:
         AnvilNode(state_dir=tmp_path / "anvil", port=port).stop()
