@@ -396,7 +396,7 @@ def test_node_killed_and_restarted_from_its_state_file_recovers_every_entry(
         time.sleep(1.0)
         outbox_chain.node.start()
         lost_blocks = head_before - client.head()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while outbox.counts().get("final", 0) < 150 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
@@ -406,8 +406,9 @@ def test_node_killed_and_restarted_from_its_state_file_recovers_every_entry(
     assert outbox.counts() == {"final": 150}, (worker.totals, worker.last_error, stragglers[:5])
     report = outbox.reconcile(client)  # nothing left to repair, and nothing the node lost since
     assert report.rolled_back == 0
-    if lost_blocks > 0:  # the node came back without its last blocks: those entries were rolled back and resent
-        assert worker.totals["rolled_back"] >= 1 and worker.totals["resent"] + worker.totals["re_signed"] >= 1
+    if lost_blocks > 0:  # the node came back without its last blocks: their entries were repaired
+        # (rolled back from mined/final, or still 'sent' and found unknown) and sent again
+        assert worker.totals["resent"] + worker.totals["re_signed"] >= 1, worker.totals
     print(f"node lost {lost_blocks} blocks; worker totals {worker.totals}")
     on_chain = outbox_chain.submitted_per_commitment()
     assert [on_chain.get(_key(c)) for c in commitments] == [1] * 150
