@@ -26,7 +26,7 @@ import brownie.test
 import eth_abi
 import pytest
 import requests
-from brownie import chain, web3
+from brownie import accounts, web3
 from eth_utils import keccak, to_checksum_address
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
@@ -61,6 +61,7 @@ from testkit import (
     cid,
     docs,
     now,
+    pin_next_timestamp,
     plain,
     revert_data,
     sha,
@@ -515,6 +516,7 @@ class LedgerMachine:
         self.frozen: dict[bytes, dict[str, Any]] = {}
         self.replay = self.rebuild()
         self.cn_keys = [c.keys.cn, c.keys.cn2, c.keys.cn3]
+        self.governor_pool = [*c.governors, accounts[4], accounts[5]]
         self.jurisdiction_keys = {c.index["CN"]: self.cn_keys, c.index["NL"]: [c.keys.nl]}
         self.traders = [c.traders.t1, c.traders.t2]
 
@@ -531,7 +533,10 @@ class LedgerMachine:
 
     # -- transaction helpers -------------------------------------------------------------------
     def send(self, method: Any, args: list[Any], sender: Any, expect_ok: bool, why: str = "") -> Any:
-        """Send when the model says it must succeed; otherwise check that it reverts (no tx)."""
+        """Send when the model says it must succeed; otherwise check that it reverts (no tx).
+
+        The next block's timestamp is pinned to latest + 1 — the time the predictions assumed."""
+        pin_next_timestamp()
         if not expect_ok:
             revert_data(method, args, sender)  # raises if the call would succeed
             self.stats["refused " + method.abi["name"]] += 1
@@ -602,7 +607,7 @@ class LedgerMachine:
     # -- governance ----------------------------------------------------------------------------
     def govern(self, method: Any, args: list[Any], expect_ok: bool = True) -> None:
         c, r = self.c, self.replay
-        governors = [g for g in c.governors if g.address in r.governors]
+        governors = self.live_governors()
         data = method.encode_input(*args)
         tx = self.send(c.reg.propose, [method._address, data], governors[0], True)
         pid = tx.events["ProposalCreated"]["proposalId"]
@@ -624,13 +629,14 @@ class LedgerMachine:
             self.govern(c.reg.setAgencyStatus, [c.agencies["LAB"], AGENCY_SUSPENDED])
 
     def rule_threshold(self, flag="st_flag"):
-        self.govern(self.c.reg.setThreshold, [3 if flag else 2])
+        threshold = 3 if flag else 2
+        self.govern(self.c.reg.setThreshold, [threshold], expect_ok=threshold <= len(self.replay.governors))
 
     def rule_open_proposal(self, flag="st_flag"):
         c = self.c
         method = c.reg.setProposalLifetime if flag else c.led.setApprovalsRequired
         args = [7200 + next(self.counter)] if flag else [SEIZE, 2]
-        self.send(c.reg.propose, [method._address, method.encode_input(*args)], c.governors[1], True)
+        self.send(c.reg.propose, [method._address, method.encode_input(*args)], self.live_governors()[-1], True)
 
     def rule_finish_open_proposal(self, pick="st_pick", flag="st_flag"):
         """Approve / execute a proposal left open, possibly after it expired or went stale."""
@@ -641,13 +647,11 @@ class LedgerMachine:
             return
         p = r.proposals[pid]
         live = now() + 1 < p["expiresAt"] and p["epoch"] == r.epoch
-        approver = next(
-            (g for g in c.governors if (pid, g.address) not in r.approved and g.address in r.governors), None
-        )
+        approver = next((g for g in self.live_governors() if (pid, g.address) not in r.approved), None)
         if flag and approver is not None:
             self.send(c.reg.approve, [pid], approver, live)
         else:
-            executor = c.governors[0]
+            executor = self.live_governors()[0]
             self.send(c.reg.execute, [pid], executor, live and r.proposals[pid]["approvals"] >= r.threshold)
 
     def rule_cancel_open_proposal(self, pick="st_pick"):
@@ -655,7 +659,7 @@ class LedgerMachine:
         open_ids = [p for p, v in r.proposals.items() if not v["executed"] and not v["cancelled"]]
         pid = self.pick(open_ids, pick)
         if pid is not None:
-            proposer = next(g for g in c.governors if g.address == r.proposals[pid]["proposer"])
+            proposer = next(g for g in self.governor_pool if g.address == r.proposals[pid]["proposer"])
             self.send(c.reg.cancel, [pid], proposer, True)
 
     def rule_compromise_lab2(self, seconds="st_seconds"):
@@ -672,8 +676,28 @@ class LedgerMachine:
         self.send(c.reg.updateTrader, [t2, status, False], c.keys.registrar, True)
 
     def rule_sleep(self, seconds="st_seconds"):
-        chain.sleep(seconds)
-        chain.mine()
+        web3.provider.make_request("evm_setNextBlockTimestamp", [now() + seconds])
+        web3.provider.make_request("evm_mine", [])
+
+    def rule_rotate_key(self, pick="st_pick", seconds="st_seconds"):
+        """Governance moves a key's end of validity (shortening it to soon, or extending it)."""
+        c = self.c
+        key = self.pick([c.keys.lab2, c.keys.cn3, c.keys.partner], pick)
+        self.govern(c.reg.setSignerKeyExpiry, [key, now() + 1 + seconds % 7200])
+
+    def rule_governors(self, pick="st_pick", flag="st_flag"):
+        """Add a governor, or remove one (refused when fewer than the threshold would remain)."""
+        c, r = self.c, self.replay
+        live = self.live_governors()
+        if flag:
+            candidate = next((a for a in self.governor_pool if a.address not in r.governors), None)
+            if candidate is not None:
+                self.govern(c.reg.addGovernor, [candidate])
+        else:
+            self.govern(c.reg.removeGovernor, [self.pick(live, pick)], expect_ok=len(live) - 1 >= r.threshold)
+
+    def live_governors(self) -> list[Any]:
+        return [g for g in self.governor_pool if g.address in self.replay.governors]
 
     # -- declarations --------------------------------------------------------------------------
     def rule_submit(self, pick="st_pick", n_docs="st_docs", flag="st_flag"):
@@ -829,7 +853,7 @@ class LedgerMachine:
             return
         key = self.pick(self.jurisdiction_keys[r.decls[did]["jurisdiction"]], pick)
         cited = self._cite(did, mode)
-        ok = did not in r.pending and self._decision_ok(did, kind, cited)
+        ok = self.key_ok(key, CUSTOMS_ROLE) and did not in r.pending and self._decision_ok(did, kind, cited)
         self.send(c.led.decide, [did, kind, pick % 50, sha(f"decision-{pick}"), cited], key, ok)
 
     def rule_inspect_and_release(self, pick="st_pick", flag="st_flag", mask="st_mask"):
@@ -871,14 +895,16 @@ class LedgerMachine:
                     return
         cited = self._cite(did, "valid")
         key = self.pick(self.jurisdiction_keys[r.decls[did]["jurisdiction"]], pick)
-        self.send(c.led.decide, [did, RELEASE, 1, sha("release"), cited], key, self._decision_ok(did, RELEASE, cited))
+        ok = self.key_ok(key, CUSTOMS_ROLE) and self._decision_ok(did, RELEASE, cited)
+        self.send(c.led.decide, [did, RELEASE, 1, sha("release"), cited], key, ok)
         if did in self.replay.pending:  # dual control: a second, distinct signer completes it
             p = self.replay.pending[did]
             for other in self.jurisdiction_keys[r.decls[did]["jurisdiction"]]:
                 if did not in self.replay.pending:
                     break
                 if (did, p["round"], other.address) not in self.replay.decision_approvals:
-                    self.send(c.led.approveDecision, [did, cited], other, self._decision_ok(did, RELEASE, cited))
+                    ok = self.key_ok(other, CUSTOMS_ROLE) and self._decision_ok(did, RELEASE, cited)
+                    self.send(c.led.approveDecision, [did, cited], other, ok)
 
     def rule_approve_decision(self, pick="st_pick", mode="st_mode"):
         c, r = self.c, self.replay
@@ -890,7 +916,7 @@ class LedgerMachine:
         cited = self._cite(did, mode)
         fresh_signer = (did, p["round"], key.address) not in r.decision_approvals
         final = p["approvals"] + 1 >= p["approvalsRequired"]
-        ok = fresh_signer and (not final or self._decision_ok(did, p["kind"], cited))
+        ok = self.key_ok(key, CUSTOMS_ROLE) and fresh_signer and (not final or self._decision_ok(did, p["kind"], cited))
         self.send(c.led.approveDecision, [did, cited], key, ok)
 
     def rule_cancel_decision(self, pick="st_pick"):
@@ -899,7 +925,7 @@ class LedgerMachine:
         if did is None:
             return
         key = self.jurisdiction_keys[r.decls[did]["jurisdiction"]][-1]
-        self.send(c.led.cancelDecision, [did], key, did in r.pending)
+        self.send(c.led.cancelDecision, [did], key, self.key_ok(key, CUSTOMS_ROLE) and did in r.pending)
 
     # -- batches & alerts ----------------------------------------------------------------------
     def rule_batch(self, pick="st_pick", flag="st_flag"):
@@ -979,12 +1005,12 @@ class LedgerMachine:
         batch.add(reg.bootstrapping, [], r.bootstrapper != ZERO_ADDRESS)
         batch.add(reg.bootstrapper, [], r.bootstrapper)
         batch.add(reg.isGovernedTarget, [led], led.address in r.targets)
-        for g in c.governors + [c.outsider]:
+        for g in [*self.governor_pool, c.outsider]:
             batch.add(reg.isGovernor, [g], g.address in r.governors)
         batch.add(reg.proposalCount, [], len(r.proposals))
         for pid, p in r.proposals.items():
             batch.add(reg.proposal, [pid], tuple(p.values()))
-            for g in c.governors:
+            for g in self.governor_pool:
                 batch.add(reg.hasApproved, [pid, g], (pid, g.address) in r.approved)
         for did, d in r.decls.items():
             batch.add(led.declaration, [did], tuple(d.values()))
@@ -1054,6 +1080,9 @@ def test_stateful(c, AgencyRegistry, ClearanceLedger):
     print("\nstateful run:", dict(sorted(stats.items())))
     # the run really exercised the ledger (not just early returns)
     for name in (
+        "SignerKeyExpiryChanged",
+        "GovernorAdded",
+        "GovernorRemoved",
         "DeclarationSubmitted",
         "DeclarationAmended",
         "DeclarationAccepted",
