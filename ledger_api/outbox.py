@@ -493,12 +493,13 @@ class Outbox:
             rows = self._db.execute("SELECT signer, max(nonce) FROM entries WHERE nonce IS NOT NULL GROUP BY signer")
             return {str(s): int(n) for s, n in rows.fetchall()}
 
-    def anchored_blocks(self) -> list[tuple[int, str]]:
-        """Distinct (block number, block hash) of mined/final entries, newest first."""
+    def anchored_blocks(self, *, below: int | None = None, limit: int = 64) -> list[tuple[int, str]]:
+        """Distinct (block number, block hash) of mined/final entries, newest first, below ``below``."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT DISTINCT block_number, block_hash FROM entries WHERE state IN ('mined','final') "
-                "AND block_number IS NOT NULL ORDER BY block_number DESC"
+                "AND block_number IS NOT NULL AND block_number < ? ORDER BY block_number DESC LIMIT ?",
+                (below if below is not None else 2**62, limit),
             ).fetchall()
         return [(int(n), str(h)) for n, h in rows]
 
@@ -533,10 +534,13 @@ class Outbox:
         return ReconcileReport(rolled_back=rolled_back, **tally)
 
     def _detect_rollback(self, client: LedgerClient, chunk: int = 64) -> int:
-        blocks = self.anchored_blocks()
+        """Walk recorded blocks newest first until one still has the same hash on the node."""
         gone: list[int] = []
-        for start in range(0, len(blocks), chunk):
-            part = blocks[start : start + chunk]
+        below: int | None = None
+        while True:
+            part = self.anchored_blocks(below=below, limit=chunk)
+            if not part:
+                break
             canonical = client.block_hashes([n for n, _ in part])
             matched = False
             for number, block_hash in part:
@@ -546,6 +550,7 @@ class Outbox:
                 gone.append(number)
             if matched:
                 break
+            below = part[-1][0]
         if not gone:
             return 0
         entries = self.entries_in_blocks(gone)
