@@ -61,8 +61,7 @@ gas: dev
 	$(VENV)/bin/python scripts/gas_table.py
 
 lint: dev
-	$(VENV)/bin/ruff check ledger_api oracles scripts tests bench
-	$(VENV)/bin/mypy
+	scripts/run_tests.sh lint
 
 bench: dev
 	@for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done

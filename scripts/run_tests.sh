@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the test suites: contracts (brownie, against its own anvil) then Python (app venv).
-# Usage: scripts/run_tests.sh [contracts|python|all]   (default: all)
+# Run the checks: lint (ruff, mypy strict), contracts (brownie, against its own anvil), then Python.
+# Usage: scripts/run_tests.sh [lint|contracts|python|all]   (default: all)
 # Exit status: non-zero if any suite fails. pytest's exit 5 ("no tests collected") is a failure
 # here: a suite that silently runs nothing must not pass.
 set -uo pipefail
@@ -20,6 +20,12 @@ check() {  # check NAME EXIT_CODE
   fi
 }
 
+if [ "$which" = all ] || [ "$which" = lint ]; then
+  .venv/bin/ruff check ledger_api oracles scripts tests bench
+  check "ruff" $?
+  .venv/bin/mypy
+  check "mypy (strict)" $?
+fi
 if [ "$which" = all ] || [ "$which" = contracts ]; then
   .venv-brownie/bin/brownie test tests/contracts
   check "contract tests (brownie)" $?
