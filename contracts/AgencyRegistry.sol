@@ -115,15 +115,15 @@ contract AgencyRegistry is IAgencyRegistry {
     }
 
     /// @inheritdoc IAgencyRegistry
-    function setAgencyStatus(bytes32 agencyId, AgencyStatus status) external onlyGovernance {
+    function setAgencyStatus(bytes32 agencyId, uint8 status) external onlyGovernance {
         Agency storage a = _liveAgency(agencyId);
-        AgencyStatus from = a.status;
-        bool allowed = status == AgencyStatus.REMOVED
-            || (from == AgencyStatus.ACTIVE && status == AgencyStatus.SUSPENDED)
-            || (from == AgencyStatus.SUSPENDED && status == AgencyStatus.ACTIVE);
+        uint8 from = uint8(a.status);
+        bool allowed = status == uint8(AgencyStatus.REMOVED)
+            || (from == uint8(AgencyStatus.ACTIVE) && status == uint8(AgencyStatus.SUSPENDED))
+            || (from == uint8(AgencyStatus.SUSPENDED) && status == uint8(AgencyStatus.ACTIVE));
         if (!allowed) revert AgencyRegistryInvalidStatusChange(agencyId, from, status);
-        a.status = status;
-        emit AgencyStatusChanged(agencyId, status);
+        a.status = AgencyStatus(status);
+        emit AgencyStatusChanged(agencyId, AgencyStatus(status));
     }
 
     /// @inheritdoc IAgencyRegistry
@@ -296,15 +296,17 @@ contract AgencyRegistry is IAgencyRegistry {
     }
 
     /// @inheritdoc IAgencyRegistry
-    function updateTrader(address account, TraderStatus status, bool aeo) external {
+    function updateTrader(address account, uint8 status, bool aeo) external {
         uint32 registrar = _authorize(msg.sender, _roleBit(Role.TRADER_REGISTRAR));
         Trader storage t = _traders[account];
         if (t.status == TraderStatus.NONE) revert AgencyRegistryUnknownTrader(account);
         if (t.registrarIndex != registrar) revert AgencyRegistryNotTraderRegistrar(account, registrar);
-        if (status == TraderStatus.NONE) revert AgencyRegistryInvalidTraderStatus(status);
-        t.status = status;
+        if (status == uint8(TraderStatus.NONE) || status > uint8(type(TraderStatus).max)) {
+            revert AgencyRegistryInvalidTraderStatus(status);
+        }
+        t.status = TraderStatus(status);
         t.aeo = aeo;
-        emit TraderUpdated(account, status, aeo);
+        emit TraderUpdated(account, TraderStatus(status), aeo);
     }
 
     // ------------------------------------------------------------------ views

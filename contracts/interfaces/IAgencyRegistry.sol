@@ -27,7 +27,7 @@ interface IAgencyRegistry {
     /// @notice The agency fields are invalid (empty id or name, bad country, unknown role bits, …).
     error AgencyRegistryInvalidAgency(bytes32 agencyId);
     /// @notice `from` → `to` is not a permitted status change.
-    error AgencyRegistryInvalidStatusChange(bytes32 agencyId, AgencyStatus from, AgencyStatus to);
+    error AgencyRegistryInvalidStatusChange(bytes32 agencyId, uint8 from, uint8 to);
     /// @notice The agency exists but is not ACTIVE.
     error AgencyRegistryAgencyNotActive(bytes32 agencyId, AgencyStatus status);
     /// @notice The agency lacks every role in `roleMask`.
@@ -56,7 +56,7 @@ interface IAgencyRegistry {
     /// @notice Only the registering agency may update a trader.
     error AgencyRegistryNotTraderRegistrar(address trader, uint32 callerAgencyIndex);
     /// @notice The trader status argument is invalid.
-    error AgencyRegistryInvalidTraderStatus(TraderStatus status);
+    error AgencyRegistryInvalidTraderStatus(uint8 status);
     /// @notice `governor` is already a governor.
     error AgencyRegistryGovernorExists(address governor);
     /// @notice `governor` is not a governor.
@@ -158,9 +158,10 @@ interface IAgencyRegistry {
     function setAgencyRoles(bytes32 agencyId, uint16 roles) external;
 
     /// @notice Suspends, reactivates or removes an agency.
+    /// `status` is an {AgencyStatus} value passed as uint8 so that any other value gets a typed error.
     /// @dev Requirements: governance; ACTIVE ↔ SUSPENDED, or either → REMOVED (final).
     /// Emits {AgencyStatusChanged}.
-    function setAgencyStatus(bytes32 agencyId, AgencyStatus status) external;
+    function setAgencyStatus(bytes32 agencyId, uint8 status) external;
 
     /// @notice Updates an agency's name, X25519 encryption key and IPFS endpoint.
     /// @dev Requirements: governance; agency exists and is not REMOVED. Emits {AgencyProfileUpdated}.
@@ -242,10 +243,10 @@ interface IAgencyRegistry {
     /// registered and not an agency signer key; non-zero. Emits {TraderRegistered}.
     function registerTrader(address trader, bool aeo) external;
 
-    /// @notice Updates a trader's status (ACTIVE / SUSPENDED) and AEO flag.
+    /// @notice Updates a trader's status (ACTIVE / SUSPENDED, a {TraderStatus} as uint8) and AEO flag.
     /// @dev Requirements: caller is a valid key of the registering agency, which is ACTIVE and holds
     /// TRADER_REGISTRAR. Emits {TraderUpdated}.
-    function updateTrader(address trader, TraderStatus status, bool aeo) external;
+    function updateTrader(address trader, uint8 status, bool aeo) external;
 
     // ------------------------------------------------------------------ views
     /// @notice Checks that `signer` is a currently valid key of an ACTIVE agency holding at least
