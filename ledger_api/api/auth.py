@@ -296,10 +296,13 @@ def content_sha256(headers: Iterable[tuple[str, str]]) -> bytes:
 
 def sign_request(
     *, method: str, url: str, headers: Mapping[str, str], body: bytes, private_key: bytes,
-    created: int | None = None, nonce: str | None = None,
+    created: int | None = None, nonce: str | None = None, content_sha256: bytes | None = None,
 ) -> dict[str, str]:  # fmt: skip
     """Headers to add to a request so this service accepts it (``Signature``, ``Signature-Input``
-    and, with a body, ``Content-Digest``). Used by the typed client and the tests."""
+    and, with a body, ``Content-Digest``). Used by the typed client and the tests.
+
+    For a body streamed from a file, pass ``body=b""`` and its ``content_sha256`` (hashed beforehand):
+    the digest is signed without the body in memory."""
     address = _address_of(PrivateKey(private_key).public_key)
 
     class _Keys(HTTPSignatureKeyResolver):
@@ -309,8 +312,12 @@ def sign_request(
         def resolve_public_key(self, key_id: str) -> str:
             return address
 
-    message = _Message(method=method.upper(), url=url, headers=_Headers(headers.items()))
-    components = ["@method", "@target-uri"] + (["content-digest"] if body else [])
+    fields = dict(headers)
+    if content_sha256 is not None:
+        fields["content-digest"] = f"sha-256=:{base64.b64encode(content_sha256).decode()}:"
+    message = _Message(method=method.upper(), url=url, headers=_Headers(fields.items()))
+    has_content = bool(body) or content_sha256 is not None
+    components = ["@method", "@target-uri"] + (["content-digest"] if has_content else [])
     HTTPMessageSigner(signature_algorithm=Secp256k1Keccak256, key_resolver=_Keys()).sign(
         message,
         key_id=address,
@@ -319,6 +326,7 @@ def sign_request(
         tag=SIGNATURE_TAG,
         covered_component_ids=components,
         body=body if body else None,
+        use_existing_digest=content_sha256 is not None,
     )
     wanted = ("signature", "signature-input", "content-digest")
     return {name: value for name, value in message.headers.items() if name in wanted}
