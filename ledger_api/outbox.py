@@ -161,7 +161,8 @@ class ReconcileReport:
 Storer = Callable[[OutboxEntry], LedgerCall]
 
 
-#: A transaction that fails without a revert (out of gas) is re-estimated and sent at most this often.
+#: An entry is signed afresh (out of gas, or its nonce taken by a transaction without a receipt)
+#: at most this often; then it fails for an operator to look at instead of spending nonces forever.
 _MAX_ATTEMPTS = 5
 
 
@@ -487,6 +488,12 @@ class Outbox:
             rows = self._db.execute("SELECT state, count(*) FROM entries GROUP BY state").fetchall()
         return {str(state): int(n) for state, n in rows}
 
+    def in_flight(self) -> dict[str, int]:
+        """Number of ``sent`` (broadcast, not yet mined) entries per signer."""
+        with self._lock:
+            rows = self._db.execute("SELECT signer, count(*) FROM entries WHERE state='sent' GROUP BY signer")
+            return {str(s): int(n) for s, n in rows.fetchall()}
+
     def max_nonces(self) -> dict[str, int]:
         """Highest nonce the journal ever used, per signer."""
         with self._lock:
@@ -581,9 +588,18 @@ def _anchors(entries: Iterable[OutboxEntry]) -> list[tuple[OutboxEntry, Anchor]]
 class _Driver:
     """Moves batches of entries one state forward; shared by :meth:`Outbox.reconcile` and the worker."""
 
-    def __init__(self, *, outbox: Outbox, client: LedgerClient, resend_after: float, stuck_after: float) -> None:
+    def __init__(
+        self,
+        *,
+        outbox: Outbox,
+        client: LedgerClient,
+        resend_after: float,
+        stuck_after: float,
+        max_in_flight: int = 128,
+    ) -> None:
         self.outbox = outbox
         self.client = client
+        self.max_in_flight = max_in_flight
         self.resend_after = resend_after
         self.stuck_after = stuck_after
 
@@ -616,7 +632,16 @@ class _Driver:
         for entry in foreign:  # another service (holding that key) will send it
             if entry.last_error is None:
                 self.outbox.note_error(entry.id, f"no local key for {entry.signer}")
-        ready = [e for e in entries if e.call is not None and e.signer.lower() in held]
+        # At most `max_in_flight` unmined transactions per signer: node pools cap transactions per
+        # sender (Besu's layered pool keeps ~200 future ones), and anvil's automine leaves a large
+        # backlog pending until the next transaction arrives.
+        quota = {a.lower(): self.max_in_flight - n for a, n in self.outbox.in_flight().items()}
+        ready = []
+        for entry in entries:
+            key = entry.signer.lower()
+            if entry.call is not None and key in held and quota.get(key, self.max_in_flight) > 0:
+                quota[key] = quota.get(key, self.max_in_flight) - 1
+                ready.append(entry)
         if not ready:
             return 0
         gases = self.client.estimate_many([(_call(e), e.signer) for e in ready])
@@ -738,6 +763,18 @@ class _Driver:
         self._mark_on_chain(on_chain)
         tally["found_on_chain"] += len(on_chain)
         again = [e for (e, _), p in zip(with_anchor, present, strict=True) if not p]
+        for entry in [e for e in again if e.attempts >= _MAX_ATTEMPTS]:
+            # Bounded: repeated "nonce taken, no receipt, not on chain" means something else uses
+            # this key or the node forgets receipts; stop spending nonces and ask an operator.
+            self.outbox.record_failed(
+                entry.id,
+                TransactionError(
+                    f"nonce of {entry.signer} taken {entry.attempts} times by transactions without a receipt "
+                    "for this entry; not sent again (another writer on this key, or the node forgets receipts?)"
+                ),
+            )
+            tally["failed"] += 1
+        again = [e for e in again if e.attempts < _MAX_ATTEMPTS]
         if again:
             handles = self.client.sign_many([(_call(e), e.signer, e.gas or 0) for e in again])
             self.outbox.record_sent(list(zip(again, handles, strict=True)))
@@ -783,6 +820,7 @@ class OutboxWorker:
         stuck_after: float = 30.0,
         idle_sleep: float = 0.02,
         max_backoff: float = 5.0,
+        max_in_flight: int = 128,
     ) -> None:
         self.outbox = outbox
         self.client = client
@@ -790,7 +828,13 @@ class OutboxWorker:
         self.batch_size = batch_size
         self.idle_sleep = idle_sleep
         self.max_backoff = max_backoff
-        self._driver = _Driver(outbox=outbox, client=client, resend_after=resend_after, stuck_after=stuck_after)
+        self._driver = _Driver(
+            outbox=outbox,
+            client=client,
+            resend_after=resend_after,
+            stuck_after=stuck_after,
+            max_in_flight=max_in_flight,
+        )
         self._reconciled = False
         #: The last error the loop backed off from (for health reporting).
         self.last_error: str | None = None
