@@ -277,6 +277,27 @@ def test_dropped_and_stuck_transactions_are_repaired_by_the_worker(
     assert final.tx_hash == final.tx_hashes[-1]  # the replacement is what mined
 
 
+@pytest.mark.usefixtures("manual_mining")
+def test_at_most_max_in_flight_unmined_transactions_per_signer(
+    outbox_chain: Any, client: LedgerClient, outbox: Outbox
+) -> None:
+    trader = outbox_chain.address("trader-tj-foods")
+    for i in range(5):
+        outbox.submit(key=f"window-{i}", call=_call(os.urandom(32)), signer=trader)
+    worker = OutboxWorker(outbox=outbox, client=client, max_in_flight=2)
+    worker.step()
+    worker.step()
+    assert outbox.counts() == {"sent": 2, "stored": 3}  # nothing mined yet: the window is full
+    outbox_chain.rpc("evm_mine", [])
+    worker.step()  # records the two receipts (the window was still full when this step sent)
+    worker.step()  # the window has room again
+    assert outbox.counts() == {"final": 2, "sent": 2, "stored": 1}
+    for _ in range(6):
+        outbox_chain.rpc("evm_mine", [])
+        worker.step()
+    assert outbox.counts() == {"final": 5}
+
+
 def test_confirmations_hold_entries_in_mined_until_deep_enough(outbox_chain: Any, outbox: Outbox) -> None:
     deep = LedgerClient(
         rpc_url=outbox_chain.node.rpc_url, ledger_address=outbox_chain.deployment.ledger, confirmations=2,
