@@ -26,6 +26,10 @@ The invariants that make every crash point recoverable:
    longer has (a node restarted from an older state, a reorg) go back to ``sent`` and their raw
    bytes are resent with the SAME nonce while it is free.
 
+5. **Bounded.** At most ``max_in_flight`` unmined transactions per signer; an entry is signed
+   afresh (out of gas, nonce taken) at most 5 times, then fails for an operator; nothing is sent
+   to a node that does not serve the ledger (``LedgerClient.ensure_ledger``).
+
 :class:`OutboxWorker` drives entries forward in batches (pipelined: one JSON-RPC batch per step
 and state), backs off while the node is unreachable and reconciles when it comes back.
 """
