@@ -6,6 +6,7 @@ the chain (blocks, contracts, balances) survives restarts of the ledger.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -102,7 +103,9 @@ class AnvilNode:
         pid = self.pid()
         if pid is None:
             return False
-        os.kill(pid, signal.SIGTERM)
+        # node_modules/.bin/anvil is a Node wrapper around the native binary: signal the whole process
+        # group (the node runs in its own session) so the real anvil dumps its state and exits too.
+        _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.pid() is not None:
             child = _CHILDREN.get(pid)
@@ -110,9 +113,19 @@ class AnvilNode:
                 child.poll()  # reaps our own child so the pid disappears
             time.sleep(0.1)
         if self.pid() is not None:
-            os.kill(pid, signal.SIGKILL)
+            _signal_group(pid, signal.SIGKILL)
         child = _CHILDREN.pop(pid, None)
         if child is not None:
             child.wait(timeout=timeout)
         self._pidfile.unlink(missing_ok=True)
         return True
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """Signal the process group led by ``pid`` (falls back to the process alone)."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+

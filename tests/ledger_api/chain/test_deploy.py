@@ -91,3 +91,20 @@ def test_governed_call_after_bootstrap_reverts_with_decoded_custom_error(embedde
     assert decoded is not None
     assert decoded.error_name == "AgencyRegistryNotGovernance"
     assert decoded.args_by_name == {"caller": deployer.address}
+
+
+def test_stopping_the_node_leaves_no_native_anvil_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    node = AnvilNode(state_dir=tmp_path, port=port)
+    node.start()
+    marker = f"--port {port} "
+    running = subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True).stdout.split()
+    assert len(running) >= 2  # the node wrapper and the native binary
+    node.stop()
+    assert subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True).stdout.split() == []
+    assert (tmp_path / "state.json").exists()  # the native anvil dumped its state on SIGTERM
