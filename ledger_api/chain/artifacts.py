@@ -14,7 +14,7 @@ from typing import Any
 
 from ledger_api.errors import ToolchainError
 
-__all__ = ["ContractArtifact", "load_artifact"]
+__all__ = ["ContractArtifact", "canonical_type", "load_artifact"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,3 +43,14 @@ def load_artifact(name: str) -> ContractArtifact:
         deployed_bytecode=raw["deployedBytecode"],
         compiler_version=raw["compiler"]["version"],
     )
+
+
+def canonical_type(param: dict[str, Any] | Any) -> str:
+    """Canonical ABI type of an ABI parameter, tuples expanded: ``(uint8,bytes32,bytes)[]``
+    (what selectors and topic hashes are computed over)."""
+    abi_type = str(param["type"])
+    if abi_type.startswith("tuple"):
+        inner = ",".join(canonical_type(c) for c in param["components"])
+        return f"({inner}){abi_type[5:]}"
+    return abi_type
+

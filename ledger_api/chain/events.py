@@ -38,7 +38,7 @@ from eth_abi.abi import decode as abi_decode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from ledger_api.chain.artifacts import load_artifact
+from ledger_api.chain.artifacts import canonical_type, load_artifact
 from ledger_api.errors import ChainUnavailable, EventDecodeError, LogQueryError
 
 __all__ = [
@@ -268,15 +268,6 @@ def _checksum(hex40: str) -> str:
     return known
 
 
-def _type_string(param: Mapping[str, Any]) -> str:
-    """Canonical ABI type of an ABI parameter, tuples expanded: ``(uint8,bytes32,bytes)[]``."""
-    abi_type = str(param["type"])
-    if abi_type.startswith("tuple"):
-        inner = ",".join(_type_string(c) for c in param["components"])
-        return f"({inner}){abi_type[5:]}"
-    return abi_type
-
-
 def _is_static(abi_type: str) -> bool:
     return not (abi_type in ("bytes", "string") or abi_type.endswith("]") or abi_type.startswith("("))
 
@@ -418,15 +409,15 @@ class EventSpec:
     def from_abi(cls, contract: str, entry: Mapping[str, Any], *, hex_bytes: bool = False) -> EventSpec:
         """Build the spec of one ABI ``event`` entry (``hex_bytes``: bytes values as 0x-hex strings)."""
         inputs = list(entry["inputs"])
-        signature = f"{entry['name']}({','.join(_type_string(p) for p in inputs)})"
+        signature = f"{entry['name']}({','.join(canonical_type(p) for p in inputs)})"
         indexed = []
         for p in inputs:
             if p["indexed"]:
-                t = _type_string(p)
+                t = canonical_type(p)
                 # An indexed dynamic value is only its keccak in the topic: keep the 32 bytes.
                 indexed.append((str(p["name"]), _convert_word(t if _is_static(t) else "bytes32", hex_bytes)))
         data = [p for p in inputs if not p["indexed"]]
-        types = tuple(_type_string(p) for p in data)
+        types = tuple(canonical_type(p) for p in data)
         static = all(_is_static(t) for t in types)
         layout = [_layout_reader(p, hex_bytes) for p in data]
         dynamic_data = (

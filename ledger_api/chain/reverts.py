@@ -7,24 +7,15 @@ This is the one place where revert bytes become domain errors; everything else r
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 
-from ledger_api.chain.artifacts import load_artifact
+from ledger_api.chain.artifacts import canonical_type, load_artifact
 from ledger_api.errors import ContractRevert
 
 __all__ = ["decode_revert", "error_selectors"]
-
-
-def _canonical_type(item: dict[str, Any]) -> str:
-    kind = str(item["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_canonical_type(c) for c in item["components"])
-        return f"({inner}){kind[5:]}"
-    return kind
 
 
 @cache
@@ -35,7 +26,7 @@ def error_selectors() -> dict[bytes, tuple[str, tuple[str, ...], tuple[str, ...]
         for item in load_artifact(contract).abi:
             if item["type"] != "error":
                 continue
-            types = tuple(_canonical_type(i) for i in item["inputs"])
+            types = tuple(canonical_type(i) for i in item["inputs"])
             names = tuple(str(i["name"]) for i in item["inputs"])
             selector = function_signature_to_4byte_selector(f"{item['name']}({','.join(types)})")
             table[selector] = (str(item["name"]), names, types)
