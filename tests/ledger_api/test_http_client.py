@@ -14,9 +14,8 @@ from web3 import Web3
 
 from ledger_api.api.service import build_service
 from ledger_api.chain.artifacts import load_artifact
-from ledger_api.chain.deploy import agency_id_bytes, ensure_deployed
+from ledger_api.chain.deploy import Deployment, agency_id_bytes
 from ledger_api.chain.keystore import Keystore
-from ledger_api.chain.node import AnvilNode
 from ledger_api.client import ApiProblem, LedgerHttpClient
 from ledger_api.config import Settings
 
@@ -29,14 +28,13 @@ def _port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_client_verifies_a_file_streamed_over_http(tmp_path: Path) -> None:
-    settings = Settings(var_dir=tmp_path / "var", anvil_port=_port())
+def test_client_verifies_a_file_streamed_over_http(tmp_path: Path, deployed: tuple[Settings, Deployment]) -> None:
+    settings, record = deployed
     document = tmp_path / "certificate-of-origin.pdf"
     document.write_bytes(b"%PDF-1.7 certificate of origin, consignment 2026/0042\n" * 60_000)  # ~3 MB
     sha = hashlib.sha256(document.read_bytes()).digest()
     server: uvicorn.Server | None = None
     try:
-        record, _ = ensure_deployed(settings)
         keys = Keystore.from_settings(settings)
         w3 = Web3(Web3.HTTPProvider(settings.effective_rpc_url))
         ledger = w3.eth.contract(address=record.ledger, abi=load_artifact("ClearanceLedger").abi)
@@ -72,4 +70,3 @@ def test_client_verifies_a_file_streamed_over_http(tmp_path: Path) -> None:
         if server is not None:
             server.should_exit = True
             time.sleep(0.5)
-        AnvilNode(state_dir=settings.var_dir / "anvil", port=settings.anvil_port).stop()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import time
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,9 +12,8 @@ from web3 import Web3
 from ledger_api.api.auth import sign_request
 from ledger_api.api.service import build_service
 from ledger_api.chain.artifacts import load_artifact
-from ledger_api.chain.deploy import agency_id_bytes, ensure_deployed
+from ledger_api.chain.deploy import Deployment, agency_id_bytes
 from ledger_api.chain.keystore import Keystore
-from ledger_api.chain.node import AnvilNode
 from ledger_api.config import Settings
 
 pytestmark = pytest.mark.integration
@@ -28,62 +25,53 @@ def _cid(data: bytes) -> bytes:
     return bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
 
 
-def test_agencies_verify_documents_by_hash_and_by_upload(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    settings = Settings(var_dir=tmp_path, anvil_port=port)
-    try:
-        record, _ = ensure_deployed(settings)
-        keys = Keystore.from_settings(settings)
-        w3 = Web3(Web3.HTTPProvider(settings.effective_rpc_url))
-        ledger = w3.eth.contract(address=record.ledger, abi=load_artifact("ClearanceLedger").abi)
-        trader = keys.signer("trader-tj-electronics")
-        declaration = hashlib.sha256(b"canonical declaration LRN-42").digest()
-        invoice_sha = hashlib.sha256(INVOICE).digest()
-        call = ledger.functions.submitDeclaration(
-            agency_id_bytes("CN-TJ-CUSTOMS"), hashlib.sha256(b"LRN-42").digest(), declaration,
-            _cid(b"envelope"), [(1, invoice_sha, _cid(INVOICE))],
-        )  # fmt: skip
-        tx = call.build_transaction({"from": trader.address, "nonce": 0, "chainId": record.chain_id})
-        w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(trader.sign_transaction(tx).raw_transaction))
+def test_agencies_verify_documents_by_hash_and_by_upload(deployed: tuple[Settings, Deployment]) -> None:
+    settings, record = deployed
+    keys = Keystore.from_settings(settings)
+    w3 = Web3(Web3.HTTPProvider(settings.effective_rpc_url))
+    ledger = w3.eth.contract(address=record.ledger, abi=load_artifact("ClearanceLedger").abi)
+    trader = keys.signer("trader-tj-electronics")
+    declaration = hashlib.sha256(b"canonical declaration LRN-42").digest()
+    invoice_sha = hashlib.sha256(INVOICE).digest()
+    call = ledger.functions.submitDeclaration(
+        agency_id_bytes("CN-TJ-CUSTOMS"), hashlib.sha256(b"LRN-42").digest(), declaration,
+        _cid(b"envelope"), [(1, invoice_sha, _cid(INVOICE))],
+    )  # fmt: skip
+    tx = call.build_transaction({"from": trader.address, "nonce": 0, "chainId": record.chain_id})
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(trader.sign_transaction(tx).raw_transaction))
 
-        lab = bytes(keys.signer("cn-tj-ciq-lab-signer-0").key)
-        with TestClient(build_service(settings, record), base_url=BASE) as client:
-            by_hash = f"{BASE}/v1/verify/0x{invoice_sha.hex()}"
-            for _ in range(50):  # the indexer thread catches up
-                body = client.get(by_hash, headers=sign_request(method="GET", url=by_hash, headers={}, body=b"",
-                                                               private_key=lab)).json()  # fmt: skip
-                if body.get("status") != "NOT_ANCHORED":
-                    break
-                time.sleep(0.1)
-            assert body["anchored_as"] == "supporting_document" and body["declaration_id"] == "0x" + declaration.hex()
-            assert body["status"] == "VALID_WITH_WARNINGS" and body["declaration_status"] == "SUBMITTED"
-            assert [c["step"] for c in body["checks"]][:8] == [1, 2, 3, 4, 5, 6, 7, 8]
+    lab = bytes(keys.signer("cn-tj-ciq-lab-signer-0").key)
+    with TestClient(build_service(settings, record), base_url=BASE) as client:
+        by_hash = f"{BASE}/v1/verify/0x{invoice_sha.hex()}"
+        for _ in range(50):  # the indexer thread catches up
+            body = client.get(by_hash, headers=sign_request(method="GET", url=by_hash, headers={}, body=b"",
+                                                           private_key=lab)).json()  # fmt: skip
+            if body.get("status") != "NOT_ANCHORED":
+                break
+            time.sleep(0.1)
+        assert body["anchored_as"] == "supporting_document" and body["declaration_id"] == "0x" + declaration.hex()
+        assert body["status"] == "VALID_WITH_WARNINGS" and body["declaration_status"] == "SUBMITTED"
+        assert [c["step"] for c in body["checks"]][:8] == [1, 2, 3, 4, 5, 6, 7, 8]
 
-            upload = f"{BASE}/v1/verify"
-            headers = {"content-type": "application/octet-stream"}
-            headers |= sign_request(method="POST", url=upload, headers=headers, body=INVOICE, private_key=lab)
-            streamed = client.post(upload, content=iter([INVOICE[:1000], INVOICE[1000:]]), headers=headers)
-            assert streamed.status_code == 200 and streamed.json()["sha256"] == "0x" + invoice_sha.hex()
+        upload = f"{BASE}/v1/verify"
+        headers = {"content-type": "application/octet-stream"}
+        headers |= sign_request(method="POST", url=upload, headers=headers, body=INVOICE, private_key=lab)
+        streamed = client.post(upload, content=iter([INVOICE[:1000], INVOICE[1000:]]), headers=headers)
+        assert streamed.status_code == 200 and streamed.json()["sha256"] == "0x" + invoice_sha.hex()
 
-            forged = {"content-type": "application/octet-stream"}
-            forged |= sign_request(method="POST", url=upload, headers=forged, body=INVOICE, private_key=lab)
-            tampered = client.post(upload, content=INVOICE.replace(b"18,400", b"1,840"), headers=forged)
-            assert tampered.status_code == 401 and tampered.json()["code"] == "signature-invalid"
+        forged = {"content-type": "application/octet-stream"}
+        forged |= sign_request(method="POST", url=upload, headers=forged, body=INVOICE, private_key=lab)
+        tampered = client.post(upload, content=INVOICE.replace(b"18,400", b"1,840"), headers=forged)
+        assert tampered.status_code == 401 and tampered.json()["code"] == "signature-invalid"
 
-            unknown = f"{BASE}/v1/verify/0x{'00' * 32}"
-            nobody = client.get(unknown, headers=sign_request(method="GET", url=unknown, headers={}, body=b"",
-                                                              private_key=lab)).json()  # fmt: skip
-            assert nobody["status"] == "NOT_ANCHORED"
+        unknown = f"{BASE}/v1/verify/0x{'00' * 32}"
+        nobody = client.get(unknown, headers=sign_request(method="GET", url=unknown, headers={}, body=b"",
+                                                          private_key=lab)).json()  # fmt: skip
+        assert nobody["status"] == "NOT_ANCHORED"
 
-            as_trader = sign_request(method="GET", url=by_hash, headers={}, body=b"", private_key=bytes(trader.key))
-            assert client.get(by_hash, headers=as_trader).json()["code"] == "forbidden"
-            assert client.get(by_hash).status_code == 401
-            bad = f"{BASE}/v1/verify/not-a-hash"
-            refused = client.get(
-                bad, headers=sign_request(method="GET", url=bad, headers={}, body=b"", private_key=lab)
-            )
-            assert refused.status_code == 422 and refused.json()["code"] == "invalid-request"
-    finally:
-        AnvilNode(state_dir=tmp_path / "anvil", port=port).stop()
+        as_trader = sign_request(method="GET", url=by_hash, headers={}, body=b"", private_key=bytes(trader.key))
+        assert client.get(by_hash, headers=as_trader).json()["code"] == "forbidden"
+        assert client.get(by_hash).status_code == 401
+        bad = f"{BASE}/v1/verify/not-a-hash"
+        refused = client.get(bad, headers=sign_request(method="GET", url=bad, headers={}, body=b"", private_key=lab))
+        assert refused.status_code == 422 and refused.json()["code"] == "invalid-request"
