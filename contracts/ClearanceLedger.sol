@@ -167,12 +167,13 @@ contract ClearanceLedger is IClearanceLedger, EIP712, Nonces {
         if (_decisionApprovals[declarationId][round][msg.sender]) {
             revert ClearanceLedgerAlreadyApproved(declarationId, msg.sender);
         }
-        _decisionApprovals[declarationId][round][msg.sender] = true;
         uint8 approvals = ++p.approvals;
         if (approvals < p.approvalsRequired) {
+            _decisionApprovals[declarationId][round][msg.sender] = true;
             emit DecisionApproved(declarationId, round, msg.sender, approvals);
             return;
         }
+        // The final approval closes the round in this call: no flag to store (DecisionRecorded names it).
         DecisionKind kind = p.kind;
         DeclarationStatus next = _checkDecision(declarationId, d, kind, passStamps);
         uint16 reasonCode = p.reasonCode;

@@ -332,7 +332,9 @@ interface IClearanceLedger {
     /// @notice The pending dual-control decision (approvals 0 when none) and the current round.
     function pendingDecision(bytes32 declarationId) external view returns (PendingDecision memory);
 
-    /// @notice True when `signer` approved round `round` of the declaration's decisions.
+    /// @notice True when `signer` approved round `round` of the declaration's decisions while it was
+    /// open (the proposer and intermediate approvers; the final approval closes the round and is
+    /// named by {DecisionRecorded}).
     function hasApprovedDecision(bytes32 declarationId, uint32 round, address signer) external view returns (bool);
 
     /// @notice Distinct signers a decision kind needs.

@@ -409,8 +409,7 @@ class Replay:
             if problem:
                 self.violations.append(f"RELEASE of {did.hex()[:8]} in tx {tx}: {problem}")
         self.decls[did]["status"] = e["status"]
-        if e["round"] != 0:
-            self.decision_approvals.add((did, e["round"], e["signer"]))
+        if e["round"] != 0:  # the final approval closes the round; the contract keeps no flag for it
             self.pending.pop(did, None)
 
     def _on_BatchAnchored(self, e, tx, ts):
