@@ -50,7 +50,8 @@ The tree::
         │   ├── SignatureInvalid      malformed, expired, wrong key, tampered request or body
         │   ├── SignatureReplayed     this signature's nonce was already used
         │   └── UnknownCaller         the key is not a currently valid agency key or trader
-        └── Forbidden                 authenticated, but not allowed to do this (HTTP 403)
+        ├── Forbidden                 authenticated, but not allowed to do this (HTTP 403)
+        └── DeclarationNotFound       no such declaration, or not one the caller may see (HTTP 404)
 
 Sections below are owned by the package named in their heading; keep each subtree together.
 """
@@ -67,6 +68,7 @@ __all__ = [
     "ChainUnavailable",
     "ConfigurationError",
     "ContractRevert",
+    "DeclarationNotFound",
     "DecryptionError",
     "DeploymentError",
     "DocumentError",
@@ -557,4 +559,14 @@ class Forbidden(AccessError):
     """The caller is known but may not do this (role, jurisdiction or object ownership)."""
 
     code = "forbidden"
+
+
+class DeclarationNotFound(AccessError):
+    """No such declaration, or none the caller may see (the two are not distinguished on purpose)."""
+
+    code = "declaration-not-found"
+
+    def __init__(self, declaration_id: str) -> None:
+        self.declaration_id = declaration_id
+        super().__init__(f"no declaration {declaration_id} visible to the caller")
 

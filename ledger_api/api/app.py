@@ -19,6 +19,7 @@ from ledger_api import __version__
 from ledger_api.api.health import HealthCheck, run_checks
 from ledger_api.api.limits import BodySizeLimit
 from ledger_api.api.problems import PROBLEM_MEDIA_TYPE, Problem, problem_for
+from ledger_api.api.routes import declarations as declaration_routes
 from ledger_api.api.routes import verify as verify_routes
 from ledger_api.errors import LedgerError
 
@@ -97,5 +98,6 @@ def create_app(
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
     app.include_router(verify_routes.router)
+    app.include_router(declaration_routes.router)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     return app

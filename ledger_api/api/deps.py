@@ -8,14 +8,17 @@ from fastapi import Depends, Request
 
 from ledger_api.api.auth import RequestAuthenticator
 from ledger_api.errors import ConfigurationError, Forbidden
+from ledger_api.index import ReadModel
 from ledger_api.models import Identity
 
 __all__ = [
     "CurrentAgency",
     "CurrentIdentity",
+    "ReadModelDep",
     "StreamingAgency",
     "authenticate",
     "authenticate_streaming",
+    "read_model",
     "require_role",
 ]
 
@@ -63,6 +66,17 @@ async def _agency(identity: CurrentIdentity) -> Identity:
 
 
 CurrentAgency = Annotated[Identity, Depends(_agency)]
+
+
+def read_model(request: Request) -> ReadModel:
+    """The service's read model (opened by the service lifespan)."""
+    model: ReadModel | None = getattr(request.app.state, "read_model", None)
+    if model is None:
+        raise ConfigurationError("no read model configured")
+    return model
+
+
+ReadModelDep = Annotated[ReadModel, Depends(read_model)]
 
 
 def require_role(identity: Identity, role: str) -> None:

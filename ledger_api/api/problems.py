@@ -78,6 +78,7 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.ReadModelError: (500, "Read model error"),
     e.AuthenticationError: (401, "Request not authenticated"),
     e.Forbidden: (403, "Not allowed"),
+    e.DeclarationNotFound: (404, "Declaration not found"),
 }
 
 #: Contract custom errors (by name suffix, component prefix stripped) that say "who you are may not

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger_api.api.auth import content_sha256
-from ledger_api.api.deps import CurrentAgency, StreamingAgency
-from ledger_api.errors import ConfigurationError, SignatureInvalid
+from ledger_api.api.deps import CurrentAgency, ReadModelDep, StreamingAgency
+from ledger_api.errors import SignatureInvalid
 from ledger_api.index import ReadModel
 from ledger_api.verify import Verdict, gather_facts, verify
 
@@ -48,15 +48,7 @@ class VerdictPublic(BaseModel):
     anchors: list[dict[str, Any]] = Field(description="every anchor of this sha256 (kind, ref, block)")
 
 
-def _model(request: Request) -> ReadModel:
-    model: ReadModel | None = getattr(request.app.state, "read_model", None)
-    if model is None:
-        raise ConfigurationError("no read model configured")
-    return model
-
-
-def _verdict(request: Request, sha256: str) -> VerdictPublic:
-    model = _model(request)
+def _verdict(request: Request, model: ReadModel, sha256: str) -> VerdictPublic:
     cursor = model.cursor_block()
     head: int | None = getattr(request.app.state, "chain_head", None)
     lag = max(0, head - cursor) if head is not None else 0
@@ -79,9 +71,11 @@ def _verdict(request: Request, sha256: str) -> VerdictPublic:
 
 
 @router.get("/{sha256}", summary="Verify a document by its sha256")
-async def verify_by_hash(sha256: Sha256Hex, caller: CurrentAgency, request: Request) -> VerdictPublic:
+async def verify_by_hash(
+    sha256: Sha256Hex, caller: CurrentAgency, model: ReadModelDep, request: Request
+) -> VerdictPublic:
     """Run the checklist for a document the caller already hashed."""
-    return _verdict(request, sha256)
+    return _verdict(request, model, sha256)
 
 
 @router.post(
@@ -89,7 +83,7 @@ async def verify_by_hash(sha256: Sha256Hex, caller: CurrentAgency, request: Requ
     summary="Verify an uploaded document (raw bytes, streamed)",
     openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}},
 )
-async def verify_upload(caller: StreamingAgency, request: Request) -> VerdictPublic:
+async def verify_upload(caller: StreamingAgency, model: ReadModelDep, request: Request) -> VerdictPublic:
     """Hash the upload as it streams (never buffered whole), check it against the signed
     Content-Digest, then run the checklist for that sha256."""
     expected = content_sha256((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw)
@@ -98,4 +92,4 @@ async def verify_upload(caller: StreamingAgency, request: Request) -> VerdictPub
         digest.update(chunk)
     if digest.digest() != expected:
         raise SignatureInvalid("the uploaded bytes do not match the signed Content-Digest")
-    return _verdict(request, "0x" + digest.hexdigest())
+    return _verdict(request, model, "0x" + digest.hexdigest())
