@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
-from web3 import Web3
 
 from ledger_api.api.app import create_app
 from ledger_api.api.auth import RequestAuthenticator, SqliteNonceStore
@@ -104,9 +103,8 @@ def build_service(settings: Settings, deployment: Deployment, *, index_path: Pat
     )
     app.state.health_checks.append(IndexHealth(app=app))
     app.state.chain_head = None
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
     app.state.authenticator = RequestAuthenticator(
-        directory=RegistryDirectory(w3=w3, registry=deployment.registry),
+        directory=RegistryDirectory.connect(rpc_url=rpc_url, registry=deployment.registry),
         nonces=SqliteNonceStore(settings.var_dir / "api" / "nonces.db"),
     )
     app.state.deployment = deployment

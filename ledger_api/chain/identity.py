@@ -32,6 +32,11 @@ class RegistryDirectory:
         self._cache: dict[str, tuple[float, Identity | None]] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def connect(cls, *, rpc_url: str, registry: str, ttl: float = 5.0) -> RegistryDirectory:
+        """A directory reading the registry at ``registry`` through the JSON-RPC endpoint ``rpc_url``."""
+        return cls(w3=Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10})), registry=registry, ttl=ttl)
+
     def identity(self, address: str, *, at: int) -> Identity | None:
         """The identity of ``address`` at unix time ``at`` (a currently valid key, or an active trader)."""
         now = time.monotonic()
