@@ -231,6 +231,10 @@ def run_scenario(chain: Chain) -> Scenario:
 
     # An EIP-712 signed stamp on D4, signed by an NVWA inspector and relayed by a governor account.
     inspector = chain.agency_signer("NL-NVWA")
+    # Signed 5 s before the latest block; advance chain time first so that moment is never before the
+    # key's validFrom (deployment time) when the scenario ran within 5 s of deployment.
+    chain.rpc("evm_increaseTime", [10])
+    chain.rpc("evm_mine", [])
     signed_at = chain.w3.eth.get_block("latest")["timestamp"] - 5
     signed = (
         s.pending, PHYSICAL_EXAM, PASS, h("D4/relayed-report"), fake_cid("D4/relayed-report"), inspector.address,
