@@ -102,9 +102,12 @@ def test_stopping_the_node_leaves_no_native_anvil_behind(tmp_path) -> None:  # t
         port = sock.getsockname()[1]
     node = AnvilNode(state_dir=tmp_path, port=port)
     node.start()
-    marker = f"--port {port} "
-    running = subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True).stdout.split()
-    assert len(running) >= 2  # the node wrapper and the native binary
-    node.stop()
-    assert subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True).stdout.split() == []
-    assert (tmp_path / "state.json").exists()  # the native anvil dumped its state on SIGTERM
+    try:
+        marker = f"--port {port} "
+        running = subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True).stdout.split()
+        assert len(running) >= 2  # the node wrapper and the native binary
+        node.stop()
+        assert subprocess.run(["pgrep", "-f", "--", marker], capture_output=True, text=True).stdout.split() == []
+        assert (tmp_path / "state.json").exists()  # the native anvil dumped its state on SIGTERM
+    finally:
+        node.stop()  # idempotent: also when an assertion above failed
