@@ -1,8 +1,9 @@
 """Child process of the crash test: journal N declarations (idempotent keys) and drive them to final.
 
 Usage: python _crash_child.py DB RPC_URL LEDGER CHAIN_ID COUNT SEED KEYHEX [KEYHEX...]
-The parent SIGKILLs this process at random moments and starts it again; every start re-submits all
-N requests with the same idempotency keys (as retrying API clients would) and reconciles.
+The parent SIGKILLs this process at random moments (after a random number of the "STEP" lines it
+prints, plus a random delay) and starts it again; every start re-submits all N requests with the
+same idempotency keys (as retrying API clients would) and reconciles.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main(argv: list[str]) -> int:
             )  # fmt: skip
             outbox.submit(key=f"decl-{i}", call=call, signer=signers[i % len(signers)].address)
         worker.step()
+        print("STEP", start // 20, flush=True)  # the parent kills at a chosen step
     counts = worker.drain(timeout=60)
     print("DONE", counts, flush=True)
     return 0
