@@ -19,8 +19,7 @@ from ledger_api import __version__
 from ledger_api.api.health import HealthCheck, run_checks
 from ledger_api.api.limits import BodySizeLimit
 from ledger_api.api.problems import PROBLEM_MEDIA_TYPE, Problem, problem_for
-from ledger_api.api.routes import declarations as declaration_routes
-from ledger_api.api.routes import verify as verify_routes
+from ledger_api.api.routes import customs, declarations, documents, governance, stamps, submissions, verify
 from ledger_api.errors import LedgerError
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app"]
@@ -97,7 +96,7 @@ def create_app(
         body: dict[str, Any] = {"status": status, "version": __version__, "checks": report}
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
-    app.include_router(verify_routes.router)
-    app.include_router(declaration_routes.router)
+    for module in (verify, declarations, submissions, customs, stamps, documents, governance):
+        app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     return app
