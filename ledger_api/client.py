@@ -9,7 +9,9 @@ Errors come back as :class:`ApiProblem` carrying the server's stable problem ``c
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import json
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +86,89 @@ class LedgerHttpClient:
         headers = {"content-type": "application/octet-stream"}
         return self._json("POST", "/v1/verify", headers=headers, content=chunks(), content_sha256=digest.digest())
 
+    # ------------------------------------------------------------------ declarations (traders)
+
+    def submit_declaration(
+        self, declaration: dict[str, Any], documents: Sequence[tuple[int, str, bytes]] = (), *,
+        share_with: Sequence[str] = (), idempotency_key: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """``POST /v1/declarations``: the declaration JSON and (type, filename, bytes) documents → 202 body."""
+        return self._multipart("/v1/declarations", declaration, documents, share_with, idempotency_key)
+
+    def amend_declaration(
+        self, declaration_id: str, declaration: dict[str, Any], documents: Sequence[tuple[int, str, bytes]] = (), *,
+        share_with: Sequence[str] = (), idempotency_key: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """``POST /v1/declarations/{id}/amendments``: a new version superseding ``declaration_id``."""
+        path = f"/v1/declarations/{declaration_id}/amendments"
+        return self._multipart(path, declaration, documents, share_with, idempotency_key)
+
+    def declarations(self) -> list[dict[str, Any]]:
+        """``GET /v1/declarations``: the calling trader's own declaration versions."""
+        result: list[dict[str, Any]] = self._request("GET", "/v1/declarations")
+        return result
+
+    def declaration(self, declaration_id: str) -> dict[str, Any]:
+        """``GET /v1/declarations/{id}``."""
+        return self._json("GET", f"/v1/declarations/{declaration_id}")
+
+    def timeline(self, declaration_id: str) -> list[dict[str, Any]]:
+        """``GET /v1/declarations/{id}/timeline``."""
+        result: list[dict[str, Any]] = self._request("GET", f"/v1/declarations/{declaration_id}/timeline")
+        return result
+
+    def submission(self, tracking_id: str) -> dict[str, Any]:
+        """``GET /v1/submissions/{tracking_id}``: where one of the caller's writes is."""
+        return self._json("GET", f"/v1/submissions/{tracking_id}")
+
+    def wait_settled(self, tracking_id: str, *, timeout: float = 30.0, poll: float = 0.05) -> dict[str, Any]:
+        """Poll :meth:`submission` until it is ``final`` or ``failed`` (or raise ``TimeoutError``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.submission(tracking_id)
+            if status["status"] != "pending":
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"submission {tracking_id} still {status['state']} after {timeout} s")
+            time.sleep(poll)
+
+    def post_json(self, path: str, payload: Any, *, idempotency_key: str | None = None) -> Any:
+        """A signed JSON ``POST`` to ``path`` (the write routes of agencies)."""
+        headers = {"content-type": "application/json"}
+        if idempotency_key is not None:
+            headers["idempotency-key"] = idempotency_key
+        return self._request("POST", path, headers=headers, body=json.dumps(payload).encode())
+
+    def get_json(self, path: str) -> Any:
+        """A signed ``GET`` of ``path`` returning its JSON body."""
+        return self._request("GET", path)
+
+    def _multipart(
+        self, path: str, declaration: dict[str, Any], documents: Sequence[tuple[int, str, bytes]],
+        share_with: Sequence[str], idempotency_key: str | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        files = [("declaration", ("declaration.json", json.dumps(declaration).encode(), "application/json"))]
+        files += [("documents", (name, content, "application/octet-stream")) for _, name, content in documents]
+        data = {"document_types": [str(kind) for kind, _, _ in documents], "share_with": list(share_with)}
+        encoded = httpx.Request("POST", self._base + path, files=files, data=data)
+        headers = {"content-type": encoded.headers["content-type"]}
+        if idempotency_key is not None:
+            headers["idempotency-key"] = idempotency_key
+        return self._json("POST", path, headers=headers, body=encoded.read())
+
     def _json(
         self, method: str, path: str, *, headers: dict[str, str] | None = None, content: Any = None,
         body: bytes = b"", content_sha256: bytes | None = None,
     ) -> dict[str, Any]:  # fmt: skip
+        result: dict[str, Any] = self._request(
+            method, path, headers=headers, content=content, body=body, content_sha256=content_sha256
+        )
+        return result
+
+    def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, content: Any = None,
+        body: bytes = b"", content_sha256: bytes | None = None,
+    ) -> Any:  # fmt: skip
         url = self._base + path
         fields = dict(headers or {})
         fields |= sign_request(
@@ -96,8 +177,7 @@ class LedgerHttpClient:
         response = self._http.request(method, url, headers=fields, content=content if content is not None else body)
         if response.status_code >= 400:
             raise self._problem(response)
-        result: dict[str, Any] = response.json()
-        return result
+        return response.json()
 
     @staticmethod
     def _problem(response: httpx.Response) -> ApiProblem:
