@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     anvil_binary: Path | None = Field(default=None, description="anvil executable; default node_modules/.bin/anvil")
     confirmations: int = Field(default=0, ge=0, le=64)
     keystore_password: SecretStr | None = None
+    rate_limit_enabled: bool = Field(default=True, description="per-caller and per-address request budgets")
+    rate_limit_read_rate: float = Field(default=20.0, gt=0, description="signed reads per second per caller")
+    rate_limit_read_burst: int = Field(default=100, ge=1)
+    rate_limit_write_rate: float = Field(default=5.0, gt=0, description="signed writes per second per caller")
+    rate_limit_write_burst: int = Field(default=30, ge=1)
+    rate_limit_failure_rate: float = Field(default=1.0, gt=0, description="failed authentications/s per address")
+    rate_limit_failure_burst: int = Field(default=30, ge=1)
+    metrics_token: SecretStr | None = Field(default=None, description="bearer token for GET /metrics; none = loopback")
 
     @model_validator(mode="after")
     def _no_embedded_secrets_in_production(self) -> Settings:

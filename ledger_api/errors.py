@@ -51,12 +51,15 @@ The tree::
         │   ├── SignatureReplayed     this signature's nonce was already used
         │   └── UnknownCaller         the key is not a currently valid agency key or trader
         ├── Forbidden                 authenticated, but not allowed to do this (HTTP 403)
-        └── DeclarationNotFound       no such declaration, or not one the caller may see (HTTP 404)
+        ├── DeclarationNotFound       no such declaration, or not one the caller may see (HTTP 404)
+        └── RateLimited               over a request budget, per caller or per failing address (HTTP 429)
 
 Sections below are owned by the package named in their heading; keep each subtree together.
 """
 
 from __future__ import annotations
+
+import math
 
 __all__ = [
     "AccessError",
@@ -87,6 +90,7 @@ __all__ = [
     "MalformedBlock",
     "OutboxError",
     "ProofError",
+    "RateLimited",
     "ReadModelError",
     "ReorgTooDeep",
     "SignatureInvalid",
@@ -570,3 +574,16 @@ class DeclarationNotFound(AccessError):
         self.declaration_id = declaration_id
         super().__init__(f"no declaration {declaration_id} visible to the caller")
 
+
+class RateLimited(AccessError):
+    """Over a request budget: the caller's reads or writes, or its address's failed authentications (HTTP 429)."""
+
+    code = "rate-limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        #: Whole seconds (at least 1) until the budget allows another request (the Retry-After header).
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(f"{message}; retry in {self.retry_after} s")
+
+    def diagnostics(self) -> str:
+        return f"{self}\nSlow down; if the traffic is legitimate, raise LEDGER_RATE_LIMIT_* (docs/api.md)."

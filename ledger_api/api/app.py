@@ -1,4 +1,4 @@
-"""Builds the FastAPI application: error table, size limits, health, OpenAPI.
+"""Builds the FastAPI application: error table, size limits, rate limits, metrics, health, OpenAPI.
 
 ``create_app`` is the only constructor; routes live in ``ledger_api/api/routes/`` (one resource
 each) and never build HTTP errors for domain failures: they raise, and the handlers here render
@@ -18,7 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ledger_api import __version__
 from ledger_api.api.health import HealthCheck, run_checks
 from ledger_api.api.limits import BodySizeLimit
+from ledger_api.api.metrics import install_metrics
 from ledger_api.api.problems import PROBLEM_MEDIA_TYPE, Problem, problem_for
+from ledger_api.api.ratelimit import RateLimiter, RateLimits
 from ledger_api.api.routes import customs, declarations, documents, governance, stamps, submissions, verify
 from ledger_api.errors import LedgerError
 
@@ -37,10 +39,17 @@ def _problem_response(problem: Problem) -> JSONResponse:
 
 
 def create_app(
-    *, health_checks: list[HealthCheck] | None = None, max_body: int = DEFAULT_MAX_BODY, lifespan: Any = None
+    *,
+    health_checks: list[HealthCheck] | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    lifespan: Any = None,
+    rate_limits: RateLimits | None = None,
+    metrics_token: str | None = None,
 ) -> FastAPI:
     """The HTTP service. ``health_checks`` are the dependencies ``GET /health`` reports on;
-    ``lifespan`` starts and stops background work (indexer, head tracker)."""
+    ``lifespan`` starts and stops background work (indexer, head tracker). ``rate_limits`` (None: no
+    limits) budgets authenticated callers and failing client addresses; ``GET /metrics`` requires
+    ``metrics_token`` as a bearer token when it is set, else it serves loopback clients only."""
     app = FastAPI(
         lifespan=lifespan,
         title="Customs document-provenance ledger",
@@ -99,4 +108,6 @@ def create_app(
     for module in (verify, declarations, submissions, customs, stamps, documents, governance):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
+    app.state.rate_limiter = RateLimiter(rate_limits) if rate_limits is not None else None
+    install_metrics(app, token=metrics_token)  # last: its middleware is outermost and sees every response
     return app

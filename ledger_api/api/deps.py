@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from ledger_api.api.auth import RequestAuthenticator
-from ledger_api.errors import ConfigurationError, Forbidden
+from ledger_api.api.ratelimit import RateLimiter
+from ledger_api.errors import AuthenticationError, ConfigurationError, Forbidden
 from ledger_api.index import ReadModel
 from ledger_api.models import Identity
 
@@ -23,8 +25,23 @@ __all__ = [
 ]
 
 
+def _rate_limited(request: Request, verify: Callable[[], Identity]) -> Identity:
+    """Run ``verify`` under ``app.state.rate_limiter`` (if any): a failed authentication is counted
+    against the client address (429 once it has too many), a verified caller is charged its own budget."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        return verify()
+    try:
+        identity = verify()
+    except AuthenticationError:
+        limiter.check_failure(request.client.host if request.client else None)
+        raise
+    limiter.check_caller(identity.address, request.method)
+    return identity
+
+
 async def authenticate(request: Request) -> Identity:
-    """Verify the request's RFC 9421 signature and return the caller.
+    """Verify the request's RFC 9421 signature and return the caller (rate limited per caller).
 
     The body (already bounded by the size-limit middleware) is read so its Content-Digest can be
     checked; routes that stream large uploads will verify the digest while streaming instead.
@@ -34,7 +51,10 @@ async def authenticate(request: Request) -> Identity:
         raise ConfigurationError("no request authenticator configured")
     body = await request.body()
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
-    return authenticator.authenticate(method=request.method, url=str(request.url), headers=headers, body=body)
+    return _rate_limited(
+        request,
+        lambda: authenticator.authenticate(method=request.method, url=str(request.url), headers=headers, body=body),
+    )
 
 
 CurrentIdentity = Annotated[Identity, Depends(authenticate)]
@@ -47,7 +67,10 @@ async def authenticate_streaming(request: Request) -> Identity:
     if authenticator is None:
         raise ConfigurationError("no request authenticator configured")
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
-    return authenticator.authenticate(method=request.method, url=str(request.url), headers=headers, body=None)
+    return _rate_limited(
+        request,
+        lambda: authenticator.authenticate(method=request.method, url=str(request.url), headers=headers, body=None),
+    )
 
 
 async def _streaming_agency(identity: Annotated[Identity, Depends(authenticate_streaming)]) -> Identity:

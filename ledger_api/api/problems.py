@@ -79,6 +79,7 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.AuthenticationError: (401, "Request not authenticated"),
     e.Forbidden: (403, "Not allowed"),
     e.DeclarationNotFound: (404, "Declaration not found"),
+    e.RateLimited: (429, "Too many requests"),
 }
 
 #: Contract custom errors (by name suffix, component prefix stripped) that say "who you are may not
@@ -149,6 +150,8 @@ def problem_for(error: e.LedgerError) -> Problem:
         extensions = {"error": error.error_name, "arguments": {k: str(v) for k, v in error.args_by_name.items()}}
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if isinstance(error, e.RateLimited):  # when this caller's (or address's) budget allows another request
+        headers["Retry-After"] = str(error.retry_after)
     if status == 401:  # RFC 9421 §5.1: say how to sign
         headers["Accept-Signature"] = (
             'sig=("@method" "@target-uri" "content-digest");alg="ecdsa-secp256k1-keccak256";tag="customs-ledger"'

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from ledger_api.api.app import create_app
 from ledger_api.api.auth import RequestAuthenticator, SqliteNonceStore
 from ledger_api.api.health import ChainHealth, HealthReport
+from ledger_api.api.ratelimit import rate_limits_from
 from ledger_api.chain.deploy import Deployment
 from ledger_api.chain.identity import RegistryDirectory
 from ledger_api.config import Settings
@@ -99,7 +100,10 @@ def build_service(settings: Settings, deployment: Deployment, *, index_path: Pat
             app.state.read_model.close()
 
     app = create_app(
-        health_checks=[ChainHealth(rpc_url=rpc_url, expected_chain_id=deployment.chain_id)], lifespan=lifespan
+        health_checks=[ChainHealth(rpc_url=rpc_url, expected_chain_id=deployment.chain_id)],
+        lifespan=lifespan,
+        rate_limits=rate_limits_from(settings),
+        metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
     )
     app.state.health_checks.append(IndexHealth(app=app))
     app.state.chain_head = None
