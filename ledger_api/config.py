@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     anvil_binary: Path | None = Field(default=None, description="anvil executable; default node_modules/.bin/anvil")
     confirmations: int = Field(default=0, ge=0, le=64)
     keystore_password: SecretStr | None = None
+    ipfs_api: str = Field(default="", description="IPFS (Kubo RPC) address; empty = embedded store under var_dir")
+    signer_labels: tuple[str, ...] | None = Field(
+        default=None, description="keystore labels this service signs with; default every key of the deployment"
+    )
     rate_limit_enabled: bool = Field(default=True, description="per-caller and per-address request budgets")
     rate_limit_read_rate: float = Field(default=20.0, gt=0, description="signed reads per second per caller")
     rate_limit_read_burst: int = Field(default=100, ge=1)

@@ -52,7 +52,10 @@ The tree::
         │   └── UnknownCaller         the key is not a currently valid agency key or trader
         ├── Forbidden                 authenticated, but not allowed to do this (HTTP 403)
         ├── DeclarationNotFound       no such declaration, or not one the caller may see (HTTP 404)
-        └── RateLimited               over a request budget, per caller or per failing address (HTTP 429)
+        ├── RateLimited               over a request budget, per caller or per failing address (HTTP 429)
+        ├── NoCustody                 this service holds no signing key for the caller (HTTP 403)
+        ├── SubmissionNotFound        no tracked write with this id for the caller (HTTP 404)
+        └── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
 
 Sections below are owned by the package named in their heading; keep each subtree together.
 """
@@ -85,9 +88,11 @@ __all__ = [
     "IndexMismatch",
     "IntegrityError",
     "InvalidCid",
+    "InvalidSubmission",
     "LedgerError",
     "LogQueryError",
     "MalformedBlock",
+    "NoCustody",
     "OutboxError",
     "ProofError",
     "RateLimited",
@@ -97,6 +102,7 @@ __all__ = [
     "SignatureMissing",
     "SignatureReplayed",
     "StoreUnavailable",
+    "SubmissionNotFound",
     "TamperedEnvelope",
     "ToolchainError",
     "TransactionError",
@@ -317,9 +323,7 @@ class DocumentTooLarge(DocumentError):
     def __init__(self, *, limit: int, seen: int) -> None:
         self.limit = limit
         self.seen = seen
-        super().__init__(
-            f"document exceeds the size limit of {limit} bytes (at least {seen} bytes seen)"
-        )
+        super().__init__(f"document exceeds the size limit of {limit} bytes (at least {seen} bytes seen)")
 
     def diagnostics(self) -> str:
         return f"{self}\nSplit the document or raise max_size (LEDGER_* settings) deliberately."
@@ -345,9 +349,7 @@ class IntegrityError(DocumentError):
 
     def __init__(self, cid: str, detail: str = "") -> None:
         self.cid = cid
-        super().__init__(
-            f"content fetched for {cid} does not match its CID" + (f": {detail}" if detail else "")
-        )
+        super().__init__(f"content fetched for {cid} does not match its CID" + (f": {detail}" if detail else ""))
 
     def diagnostics(self) -> str:
         return (
@@ -388,9 +390,7 @@ class StoreUnavailable(DocumentError):
 
     def __init__(self, location: str, reason: str = "") -> None:
         self.location = location
-        super().__init__(
-            f"content store at {location} is unavailable" + (f": {reason}" if reason else "")
-        )
+        super().__init__(f"content store at {location} is unavailable" + (f": {reason}" if reason else ""))
 
     def diagnostics(self) -> str:
         return f"{self}\nIs the IPFS daemon running and its RPC API reachable from here?"
@@ -422,8 +422,7 @@ class TamperedEnvelope(EnvelopeError):
     def __init__(self, document_id: str, detail: str = "") -> None:
         self.document_id = document_id
         super().__init__(
-            f"envelope of document {document_id!r} failed authentication"
-            + (f": {detail}" if detail else "")
+            f"envelope of document {document_id!r} failed authentication" + (f": {detail}" if detail else "")
         )
 
     def diagnostics(self) -> str:
@@ -466,10 +465,7 @@ class ProofError(DocumentError):
 
     def __init__(self, *, expected_root: str, detail: str = "") -> None:
         self.expected_root = expected_root
-        super().__init__(
-            f"proof does not verify against root {expected_root}"
-            + (f": {detail}" if detail else "")
-        )
+        super().__init__(f"proof does not verify against root {expected_root}" + (f": {detail}" if detail else ""))
 
     def diagnostics(self) -> str:
         return f"{self}\nThe proof belongs to another tree/commitment, or the value was altered."
@@ -587,3 +583,31 @@ class RateLimited(AccessError):
 
     def diagnostics(self) -> str:
         return f"{self}\nSlow down; if the traffic is legitimate, raise LEDGER_RATE_LIMIT_* (docs/api.md)."
+
+
+# --- writes (owned by ledger_api.api.writes) ----------------------------------------------------
+
+
+class NoCustody(AccessError):
+    """The caller is authenticated but this service holds no signing key for it, so it cannot write for it."""
+
+    code = "no-custody"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nSend writes to the service that holds your key (docs/api.md, 'Writes')."
+
+
+class SubmissionNotFound(AccessError):
+    """No tracked write with this id was made by the caller (others' writes are not distinguished)."""
+
+    code = "submission-not-found"
+
+    def __init__(self, tracking_id: str) -> None:
+        self.tracking_id = tracking_id
+        super().__init__(f"no submission {tracking_id} made by the caller")
+
+
+class InvalidSubmission(AccessError):
+    """A write request is malformed or inconsistent (missing part, unknown agency, mismatched counts)."""
+
+    code = "invalid-submission"

@@ -137,38 +137,60 @@ class MemoryNonceStore:
 
 
 class SqliteNonceStore:
-    """Nonces shared by every worker process of one service instance (SQLite, WAL)."""
+    """Nonces shared by every worker process of one service instance (SQLite, WAL).
 
-    def __init__(self, path: Path, *, clock: Any = time.time) -> None:
+    One connection per thread; ``synchronous=NORMAL``: a used nonce survives a killed process
+    (the WAL is in the OS page cache), only a power loss within the last moments could forget
+    one — the same window in which the signature's 5-minute validity makes replay pointless to
+    defend against harder than the service's own state. Expired nonces are pruned at most once
+    per ``prune_every`` seconds.
+    """
+
+    def __init__(self, path: Path, *, clock: Any = time.time, prune_every: float = 5.0) -> None:
         self._path = path
         self._clock = clock
+        self._prune_every = prune_every
+        self._pruned_at = 0.0
+        self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS nonces (key_id TEXT NOT NULL, nonce TEXT NOT NULL, "
-                "expires_at REAL NOT NULL, PRIMARY KEY (key_id, nonce))"
-            )
+        db = self._connect()
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS nonces (key_id TEXT NOT NULL, nonce TEXT NOT NULL, "
+            "expires_at REAL NOT NULL, PRIMARY KEY (key_id, nonce))"
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS nonces_expiry ON nonces(expires_at)")
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._path, timeout=5, isolation_level=None)
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, timeout=5, isolation_level=None, check_same_thread=True)
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
 
     def use(self, key_id: str, nonce: str, *, expires_at: float) -> bool:
         """See :meth:`NonceStore.use`."""
         now = self._clock()
         db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
+            if now - self._pruned_at >= self._prune_every:
+                self._pruned_at = now
+                db.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
+            # An expired row for the same nonce may still be there between prunes: it no longer counts.
+            db.execute("DELETE FROM nonces WHERE key_id = ? AND nonce = ? AND expires_at <= ?", (key_id, nonce, now))
             try:
                 db.execute("INSERT INTO nonces VALUES (?, ?, ?)", (key_id, nonce, expires_at))
             except sqlite3.IntegrityError:
                 db.execute("ROLLBACK")
                 return False
-            db.execute("COMMIT")
-            return True
-        finally:
-            db.close()
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return True
 
 
 @dataclass(frozen=True)

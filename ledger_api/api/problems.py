@@ -80,6 +80,9 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.Forbidden: (403, "Not allowed"),
     e.DeclarationNotFound: (404, "Declaration not found"),
     e.RateLimited: (429, "Too many requests"),
+    e.NoCustody: (403, "This service cannot sign for the caller"),
+    e.SubmissionNotFound: (404, "Submission not found"),
+    e.InvalidSubmission: (422, "Invalid submission"),
 }
 
 #: Contract custom errors (by name suffix, component prefix stripped) that say "who you are may not

@@ -16,10 +16,15 @@ from ledger_api.api.app import create_app
 from ledger_api.api.auth import RequestAuthenticator, SqliteNonceStore
 from ledger_api.api.health import ChainHealth, HealthReport
 from ledger_api.api.ratelimit import rate_limits_from
+from ledger_api.api.writes import DocumentVault, OutboxHealth, StoreHealth, WriteService
+from ledger_api.chain.client import LedgerClient
 from ledger_api.chain.deploy import Deployment
 from ledger_api.chain.identity import RegistryDirectory
+from ledger_api.chain.keystore import Keystore
 from ledger_api.config import Settings
+from ledger_api.documents import AgencyPrivateKey, ContentStore, IpfsStore, LocalStore
 from ledger_api.index import Indexer, ReadModel
+from ledger_api.outbox import Outbox, OutboxWorker
 
 __all__ = ["IndexHealth", "build_service"]
 
@@ -67,9 +72,41 @@ async def _track_head(app: FastAPI, rpc_url: str) -> None:
             await asyncio.sleep(HEAD_INTERVAL)
 
 
-def build_service(settings: Settings, deployment: Deployment, *, index_path: Path | None = None) -> FastAPI:
+def content_store(settings: Settings) -> ContentStore:
+    """The configured content store: an IPFS (Kubo RPC) node, or the embedded store under var_dir."""
+    if settings.ipfs_api:
+        return IpfsStore(settings.ipfs_api)
+    return LocalStore(settings.var_dir / "store")
+
+
+def build_writes(
+    settings: Settings, deployment: Deployment, *, keystore: Keystore | None = None
+) -> tuple[WriteService, LedgerClient]:
+    """The write side: the keys this service signs with, its outbox journal, document vault and store."""
+    keystore = keystore or Keystore.from_settings(settings)
+    client = LedgerClient.from_settings(settings, deployment, keystore, labels=settings.signer_labels)
+    held = {a.lower() for a in client.addresses}
+    decryption = {
+        agency_id: AgencyPrivateKey(keystore.encryption_key(agency_id.lower()))
+        for agency_id, record in deployment.agencies.items()
+        if any(s.lower() in held for s in record.signers) and keystore.has_encryption_key(agency_id.lower())
+    }
+    api_dir = settings.var_dir / "api"
+    writes = WriteService(
+        outbox=Outbox.open(api_dir / "outbox.db"),
+        custody=client.addresses,
+        vault=DocumentVault(api_dir / "documents.db", content_store(settings)),
+        decryption_keys=decryption,
+    )
+    return writes, client
+
+
+def build_service(
+    settings: Settings, deployment: Deployment, *, index_path: Path | None = None, writes: bool = True
+) -> FastAPI:
     """The service for ``deployment``: request signatures checked against its AgencyRegistry,
-    reads served from an index kept current by a background indexer thread."""
+    reads served from an index kept current by a background indexer thread, and (``writes``)
+    writes journaled in the outbox and driven to the chain by an outbox worker thread."""
     database = index_path or settings.var_dir / "index" / "index.db"
     database.parent.mkdir(parents=True, exist_ok=True)
     rpc_url = settings.effective_rpc_url
@@ -87,8 +124,14 @@ def build_service(settings: Settings, deployment: Deployment, *, index_path: Pat
             finally:
                 indexer.close()
 
-        thread = threading.Thread(target=follow, name="ledger-indexer", daemon=True)
-        thread.start()
+        threads = [threading.Thread(target=follow, name="ledger-indexer", daemon=True)]
+        write_side: WriteService | None = app.state.writes
+        if write_side is not None:
+            worker = OutboxWorker(outbox=write_side.outbox, client=app.state.ledger_client)
+            write_side.worker = worker
+            threads.append(threading.Thread(target=worker.run, args=(stop,), name="outbox-worker", daemon=True))
+        for thread in threads:
+            thread.start()
         app.state.read_model = ReadModel.open(database)
         head_task = asyncio.create_task(_track_head(app, rpc_url))
         try:
@@ -96,8 +139,13 @@ def build_service(settings: Settings, deployment: Deployment, *, index_path: Pat
         finally:
             head_task.cancel()
             stop.set()
-            await asyncio.to_thread(thread.join, 10)
+            for thread in threads:
+                await asyncio.to_thread(thread.join, 10)
             app.state.read_model.close()
+            if write_side is not None:
+                write_side.close()
+                write_side.outbox.close()
+                app.state.ledger_client.close()
 
     app = create_app(
         health_checks=[ChainHealth(rpc_url=rpc_url, expected_chain_id=deployment.chain_id)],
@@ -112,4 +160,10 @@ def build_service(settings: Settings, deployment: Deployment, *, index_path: Pat
         nonces=SqliteNonceStore(settings.var_dir / "api" / "nonces.db"),
     )
     app.state.deployment = deployment
+    app.state.writes = None
+    if writes:
+        write_side, client = build_writes(settings, deployment)
+        app.state.writes = write_side
+        app.state.ledger_client = client
+        app.state.health_checks += [StoreHealth(write_side.vault.store), OutboxHealth(write_side)]
     return app
