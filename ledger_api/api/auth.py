@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import secrets
 import sqlite3
 import threading
@@ -26,8 +27,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from coincurve import PrivateKey, PublicKey
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 from http_message_signatures import (
     HTTPMessageSigner,
     HTTPMessageVerifier,
@@ -36,6 +35,7 @@ from http_message_signatures import (
     InvalidSignature,
 )
 
+from ledger_api.documents._merkle import keccak256 as keccak
 from ledger_api.errors import SignatureInvalid, SignatureMissing, SignatureReplayed, UnknownCaller
 from ledger_api.models import Identity
 
@@ -60,6 +60,22 @@ SIGNATURE_TAG = "customs-ledger"
 #: How old (or how far in the future, for clock skew) a signature's ``created`` may be.
 MAX_AGE = datetime.timedelta(minutes=5)
 _SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+@functools.lru_cache(maxsize=8192)
+def to_checksum_address(address: str | bytes) -> str:
+    """EIP-55 form of a 20-byte address given as bytes or (0x-)hex of any case; ``ValueError`` otherwise.
+
+    Cached and hashed with the native keccak: it runs several times per authenticated request.
+    """
+    text = address.hex() if isinstance(address, bytes) else address.lower().removeprefix("0x")
+    if len(text) != 40 or not _HEX.issuperset(text):
+        raise ValueError(f"not an address: {address!r}")
+    digest = keccak(text.encode()).hex()
+    return "0x" + "".join(c.upper() if int(digest[i], 16) >= 8 else c for i, c in enumerate(text))
 
 
 def _address_of(public_key: PublicKey) -> str:
@@ -173,24 +189,17 @@ class SqliteNonceStore:
         """See :meth:`NonceStore.use`."""
         now = self._clock()
         db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if now - self._pruned_at >= self._prune_every:
-                self._pruned_at = now
-                db.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
-            # An expired row for the same nonce may still be there between prunes: it no longer counts.
-            db.execute("DELETE FROM nonces WHERE key_id = ? AND nonce = ? AND expires_at <= ?", (key_id, nonce, now))
-            try:
-                db.execute("INSERT INTO nonces VALUES (?, ?, ?)", (key_id, nonce, expires_at))
-            except sqlite3.IntegrityError:
-                db.execute("ROLLBACK")
-                return False
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return True
+        if now - self._pruned_at >= self._prune_every:
+            self._pruned_at = now
+            db.execute("DELETE FROM nonces WHERE expires_at <= ?", (now,))
+        # One autocommit statement: a new nonce is inserted; a known one counts again only if its
+        # row expired (rows linger until the next prune); otherwise nothing changes → a replay.
+        changed = db.execute(
+            "INSERT INTO nonces VALUES (?, ?, ?) ON CONFLICT(key_id, nonce) DO UPDATE "
+            "SET expires_at = excluded.expires_at WHERE nonces.expires_at <= ?",
+            (key_id, nonce, expires_at, now),
+        ).rowcount
+        return changed == 1
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,278 @@
+"""The HTTP API under load: verify-by-hash, 10 MB verify uploads, declarations anchored through the API.
+
+Rewrites the ``## API`` section of BENCHMARKS.md (only that section).
+
+Run: ``.venv/bin/python bench/bench_api.py`` (``--quick`` for a short run; ``--no-write`` to leave
+BENCHMARKS.md alone). It deploys the default consortium on its own anvil in a temporary directory
+and runs ``ledger serve`` as a separate process (one uvicorn worker, rate limits off). Requests are
+signed (RFC 9421) *before* each timed phase, so the figures are the server's, not the client's
+signing cost. Every figure comes with a baseline measured in the same run:
+
+1. verify by hash, 8 concurrent clients: requests/s and p50/p99 latency; baseline = the same
+   server answering an unsigned request to the same route (401 problem: framework + routing floor);
+2. verify a 10 MB upload (streamed, hashed while it arrives): p50 latency seen by the client on
+   loopback (an upper bound of the server-side time); baseline = sha256 of 10 MB in-process;
+3. declarations through the API (multipart submit → sealed + stored → outbox → chain → final),
+   16 concurrent clients: sustained declarations/s; baseline = naive sign + send + wait per
+   declaration (eth-account + web3) on the same anvil.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+from bench_submit import bench_naive  # noqa: E402
+from web3 import Web3  # noqa: E402
+
+from ledger_api.api.auth import sign_request  # noqa: E402
+from ledger_api.chain.deploy import ensure_deployed  # noqa: E402
+from ledger_api.chain.keystore import Keystore  # noqa: E402
+from ledger_api.chain.node import AnvilNode  # noqa: E402
+from ledger_api.client import LedgerHttpClient  # noqa: E402
+from ledger_api.config import Settings  # noqa: E402
+
+TRADERS = ("trader-tj-electronics", "trader-tj-foods", "trader-rtm-importer")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _fire(requests: list[tuple[str, str, dict[str, str], bytes]], concurrency: int) -> tuple[float, list[float]]:
+    """Send pre-built requests with ``concurrency`` workers; returns (wall seconds, latencies)."""
+    latencies: list[float] = []
+    pending = iter(requests)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def worker() -> None:
+            for method, url, headers, body in pending:
+                began = time.perf_counter()
+                response = await client.request(method, url, headers=headers, content=body)
+                latencies.append(time.perf_counter() - began)
+                if response.status_code >= 500:
+                    raise RuntimeError(f"{method} {url}: {response.status_code} {response.text[:200]}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - start, latencies
+
+
+def _signed_get(url: str, key: bytes) -> tuple[str, str, dict[str, str], bytes]:
+    return "GET", url, sign_request(method="GET", url=url, headers={}, body=b"", private_key=key), b""
+
+
+def bench_verify_hash(base: str, key: bytes, sha: str, n: int) -> dict[str, float]:
+    """Signed GET /v1/verify/{sha256} × n with 8 clients, and the unsigned floor on the same route."""
+    url = f"{base}/v1/verify/{sha}"
+    warm = [_signed_get(url, key) for _ in range(200)]
+    asyncio.run(_fire(warm, 8))
+    signed = [_signed_get(url, key) for _ in range(n)]
+    wall, latencies = asyncio.run(_fire(signed, 8))
+    unsigned = [("GET", url, {}, b"") for _ in range(n)]
+    floor_wall, floor_latencies = asyncio.run(_fire(unsigned, 8))
+    return {
+        "rps": n / wall, "p50_ms": _percentile(latencies, 0.50) * 1e3, "p99_ms": _percentile(latencies, 0.99) * 1e3,
+        "floor_rps": n / floor_wall, "floor_p99_ms": _percentile(floor_latencies, 0.99) * 1e3,
+    }  # fmt: skip
+
+
+def bench_upload(base: str, key: bytes, size: int, n: int) -> dict[str, float]:
+    """POST /v1/verify with a ``size``-byte body, n times one after another; client-seen latency."""
+    body = os.urandom(size)
+    url = f"{base}/v1/verify"
+    began = time.perf_counter()
+    digest = hashlib.sha256(body).digest()
+    hash_ms = (time.perf_counter() - began) * 1e3
+    latencies = []
+    with httpx.Client(timeout=60) as client:
+        for _ in range(n + 2):
+            headers = {"content-type": "application/octet-stream"}
+            headers |= sign_request(method="POST", url=url, headers=headers, body=body, private_key=key)
+            start = time.perf_counter()
+            response = client.post(url, headers=headers, content=body)
+            latencies.append(time.perf_counter() - start)
+            if response.status_code != 200:
+                raise RuntimeError(f"upload verify: {response.status_code} {response.text[:200]}")
+        assert response.json()["sha256"].removeprefix("0x") == digest.hex()
+    latencies = latencies[2:]  # warm-up
+    return {"p50_ms": statistics.median(latencies) * 1e3, "hash_ms": hash_ms}
+
+
+def _multipart(url: str, key: bytes, declaration: dict[str, Any]) -> tuple[str, str, dict[str, str], bytes]:
+    files = [("declaration", ("declaration.json", json.dumps(declaration).encode(), "application/json"))]
+    encoded = httpx.Request("POST", url, files=files)
+    body = encoded.read()
+    headers = {"content-type": encoded.headers["content-type"]}
+    headers |= sign_request(method="POST", url=url, headers=headers, body=body, private_key=key)
+    return "POST", url, headers, body
+
+
+def bench_declarations(base: str, keys: list[bytes], outbox: Path, n: int) -> dict[str, float]:
+    """n declarations submitted by 16 concurrent clients; wall time until every one is final."""
+    url = f"{base}/v1/declarations"
+    tag = os.urandom(4).hex()
+    requests = [
+        _multipart(url, keys[i % len(keys)], {"jurisdiction": "CN-TJ-CUSTOMS", "local_reference": f"B-{tag}-{i}",
+                                              "goods": [{"hs": "850760", "qty": i}]})
+        for i in range(n)
+    ]  # fmt: skip
+    db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
+
+    def finals() -> int:
+        return int(db.execute("SELECT count(*) FROM entries WHERE state = 'final'").fetchone()[0])
+
+    before = finals()
+    start = time.perf_counter()
+    intake_wall, _ = asyncio.run(_fire(requests, 16))
+    deadline = time.monotonic() + 600
+    while finals() - before < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {finals() - before} of {n} declarations final after 600 s")
+        time.sleep(0.01)
+    wall = time.perf_counter() - start
+    failed = db.execute("SELECT count(*) FROM entries WHERE state = 'failed'").fetchone()[0]
+    db.close()
+    if failed:
+        raise RuntimeError(f"{failed} journal entries failed")
+    return {"rate": n / wall, "intake": n / intake_wall}
+
+
+def _start_server(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, LEDGER_VAR_DIR=str(settings.var_dir), LEDGER_ANVIL_PORT=str(settings.anvil_port),
+               LEDGER_RATE_LIMIT_ENABLED="false")  # fmt: skip
+    command = [sys.executable, "-m", "ledger_api.cli", "serve", "--port", str(port)]
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                  start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()["status"] == "ok":
+                return server
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        if server.poll() is not None:
+            raise RuntimeError(f"ledger serve exited: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    raise RuntimeError("ledger serve did not become healthy")
+
+
+def main() -> None:
+    """Run the three measurements and (unless --no-write) rewrite the API section."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short run (fewer requests)")
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    args = parser.parse_args()
+    n_verify, n_upload, n_decl = (2_000, 10, 300) if args.quick else (20_000, 30, 2_000)
+
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        settings = Settings(var_dir=Path(tmp) / "var", anvil_port=_free_port())
+        record, _ = ensure_deployed(settings)
+        keystore = Keystore.from_settings(settings)
+        port = _free_port()
+        server = _start_server(settings, port, Path(tmp) / "serve.log")
+        base = f"http://127.0.0.1:{port}"
+        try:
+            customs = bytes(keystore.signer("cn-tj-customs-signer-0").key)
+            trader_keys = [bytes(keystore.signer(label).key) for label in TRADERS]
+            document = b"certificate of origin " + os.urandom(256)
+            with LedgerHttpClient(base_url=base, private_key=trader_keys[0]) as trader:
+                seeded = trader.submit_declaration({"jurisdiction": "CN-TJ-CUSTOMS", "local_reference": "BENCH-SEED"},
+                                                   [(3, "origin.pdf", document)])  # fmt: skip
+                trader.wait_settled(seeded["tracking_id"], timeout=60)
+            sha = "0x" + hashlib.sha256(document).hexdigest()
+            with LedgerHttpClient(base_url=base, private_key=customs) as agency:
+                deadline = time.monotonic() + 60
+                while agency.verify_hash(sha)["status"] == "NOT_ANCHORED" and time.monotonic() < deadline:
+                    time.sleep(0.1)
+
+            verify = bench_verify_hash(base, customs, sha, n_verify)
+            upload = bench_upload(base, customs, 10 * 1024 * 1024, n_upload)
+            declarations = bench_declarations(base, trader_keys, settings.var_dir / "api" / "outbox.db", n_decl)
+            w3 = Web3(Web3.HTTPProvider(settings.effective_rpc_url))
+            naive = bench_naive(w3, bytes(keystore.signer("trader-tj-foods").key), record.ledger, 200)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+            AnvilNode(state_dir=settings.var_dir / "anvil", port=settings.anvil_port).stop()
+
+    ok = lambda good: "met" if good else "**missed**"  # noqa: E731
+    rows = [
+        ("verify by hash, signed, 8 concurrent clients", f"{verify['rps']:,.0f} req/s",
+         f"goal >= 3,000 req/s: {ok(verify['rps'] >= 3000)}; {verify['rps'] / verify['floor_rps']:.2f}x the floor"),
+        ("verify by hash, latency p50 / p99", f"{verify['p50_ms']:.1f} / {verify['p99_ms']:.1f} ms",
+         f"goal p99 <= 10 ms: {ok(verify['p99_ms'] <= 10)}"),
+        ("floor: same route, unsigned (401 problem)", f"{verify['floor_rps']:,.0f} req/s",
+         f"framework + routing + problem rendering; p99 {verify['floor_p99_ms']:.1f} ms"),
+        ("verify a 10 MB upload, p50 (client-seen, loopback)", f"{upload['p50_ms']:.1f} ms",
+         f"goal server-side p50 <= 20 ms: {ok(upload['p50_ms'] <= 20)} (upper bound); "
+         f"{upload['p50_ms'] / upload['hash_ms']:.1f}x one in-process sha256 of 10 MB ({upload['hash_ms']:.1f} ms)"),
+        (f"declarations through the API, 16 concurrent clients ({n_decl})", f"{declarations['rate']:,.0f}/s",
+         f"submit → sealed + stored → outbox → final; goal >= 500/s: {ok(declarations['rate'] >= 500)}"),
+        ("API intake (202 responses)", f"{declarations['intake']:,.0f}/s", "journaled durably (group commit)"),
+        ("naive baseline: sign + send + wait per declaration", f"{naive:,.0f}/s",
+         "200 declarations, eth-account + web3"),
+        ("ratio API / naive", f"{declarations['rate'] / naive:.1f}x", "same run, same anvil"),
+    ]  # fmt: skip
+    load = os.getloadavg()[0]
+    section = "\n".join(
+        [
+            "## API",
+            "",
+            f"Command: `python bench/bench_api.py{' --quick' if args.quick else ''}` — Python "
+            f"{platform.python_version()}, {os.cpu_count()} cores (load average {load:.1f} at the end), "
+            f"{time.strftime('%Y-%m-%d')}; `ledger serve` (one uvicorn worker) and anvil on the same machine as "
+            "the clients. One run.",
+            "",
+            "| measurement | result | note |",
+            "|---|---|---|",
+            *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+            "",
+        ]
+    )
+    print(section)
+    if not args.no_write:
+        write_section(section, REPO / "BENCHMARKS.md")
+
+
+def write_section(section: str, path: Path) -> None:
+    """Replace (or append) the ``## API`` section of ``path``, leaving other sections alone."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = text.find("## API")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("" if end == -1 else text[end:])
+    path.write_text(text if text.endswith("\n") else text + "\n")
+
+
+if __name__ == "__main__":
+    main()
