@@ -24,7 +24,7 @@ from ledger_api.chain.keystore import Keystore
 from ledger_api.config import Settings
 from ledger_api.documents import AgencyPrivateKey, ContentStore, IpfsStore, LocalStore
 from ledger_api.index import Indexer, ReadModel
-from ledger_api.outbox import Outbox, OutboxWorker
+from ledger_api.outbox import EntryState, Outbox, OutboxWorker
 
 __all__ = ["IndexHealth", "build_service"]
 
@@ -70,6 +70,35 @@ async def _track_head(app: FastAPI, rpc_url: str) -> None:
             except (httpx.HTTPError, KeyError, ValueError, TypeError):
                 app.state.chain_head = None
             await asyncio.sleep(HEAD_INTERVAL)
+
+
+def _register_gauges(app: FastAPI) -> None:
+    """Service gauges computed at scrape time: chain head, indexed block, index lag, outbox by state."""
+    metrics = app.state.metrics
+
+    def head() -> float | None:
+        value: int | None = app.state.chain_head
+        return None if value is None else float(value)
+
+    def indexed() -> float | None:
+        model: ReadModel | None = getattr(app.state, "read_model", None)
+        return None if model is None else float(model.cursor_block())
+
+    def lag() -> float | None:
+        top, cursor = head(), indexed()
+        return None if top is None or cursor is None else max(0.0, top - cursor)
+
+    def outbox() -> dict[tuple[str, ...], float] | None:
+        writes: WriteService | None = app.state.writes
+        if writes is None:
+            return None
+        counts = writes.outbox.counts()
+        return {(state,): float(counts.get(state, 0)) for state in (*EntryState.ACTIVE, *EntryState.TERMINAL)}
+
+    metrics.add_gauge_callback("ledger_chain_head_block", "Latest block the service saw", head)
+    metrics.add_gauge_callback("ledger_index_block", "Block the read model is indexed through", indexed)
+    metrics.add_gauge_callback("ledger_index_lag_blocks", "Blocks the read model trails the chain head", lag)
+    metrics.add_gauge_callback("ledger_outbox_entries", "Write journal entries by state", outbox, labels=("state",))
 
 
 def content_store(settings: Settings) -> ContentStore:
@@ -160,6 +189,7 @@ def build_service(
         nonces=SqliteNonceStore(settings.var_dir / "api" / "nonces.db"),
     )
     app.state.deployment = deployment
+    _register_gauges(app)
     app.state.writes = None
     if writes:
         write_side, client = build_writes(settings, deployment)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 
+import httpx
 import pytest
 
 from ledger_api.api.writes import WriteService
@@ -148,3 +149,17 @@ def test_writes_are_tracked_and_amended_by_their_own_trader_only(service: Servic
     assert versions[new]["version"] == 2
     assert versions[new]["previous_id"] == did
     assert json.loads(json.dumps(versions))  # JSON all the way through
+
+
+def test_metrics_expose_the_write_journal_and_the_index(service: Service) -> None:
+    trader = service.client("trader-tj-foods")
+    accepted = trader.submit_declaration(_declaration("LRN-M-1"))
+    assert trader.wait_settled(accepted["tracking_id"])["status"] == "final"
+    text = httpx.get(f"{service.base_url}/metrics").text  # loopback: allowed without a token
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")
+    }
+    assert samples['ledger_outbox_entries{state="final"}'] >= 1
+    assert samples['ledger_outbox_entries{state="failed"}'] == 0
+    assert samples["ledger_index_block"] > 0
+    assert any(k.startswith('ledger_http_requests_total{method="POST",route="/v1/declarations"') for k in samples)
