@@ -33,7 +33,7 @@ class HealthReport:
 class HealthCheck(Protocol):
     """A dependency the service needs."""
 
-    name: str
+    name: str  # a check may also set ``critical = False``: its "down" then only degrades the service
 
     async def check(self) -> HealthReport:
         """Probe the dependency; never raise for an unhealthy dependency, report it."""
@@ -45,7 +45,11 @@ class ChainHealth:
 
     name = "chain"
 
-    def __init__(self, *, rpc_url: str, expected_chain_id: int | None = None, timeout: float = 2.0) -> None:
+    def __init__(
+        self, *, rpc_url: str, expected_chain_id: int | None = None, timeout: float = 2.0, critical: bool = True
+    ) -> None:
+        #: False when the service keeps working without the node (outbox, index): down → degraded overall.
+        self.critical = critical
         self._rpc_url = rpc_url
         self._expected_chain_id = expected_chain_id
         self._timeout = timeout
@@ -95,8 +99,13 @@ async def run_checks(checks: list[HealthCheck], *, timeout: float = 3.0) -> tupl
     overall: Status = "ok"
     body: dict[str, Any] = {}
     for check, report in zip(checks, reports, strict=True):
-        if _RANK[report.status] > _RANK[overall]:
-            overall = report.status
+        # A dependency the service can work without (it queues writes, serves reads from the index)
+        # makes the service degraded, not down.
+        weight: Status = (
+            "degraded" if report.status == "down" and not getattr(check, "critical", True) else report.status
+        )
+        if _RANK[weight] > _RANK[overall]:
+            overall = weight
         body[check.name] = {
             "status": report.status,
             **({"detail": report.detail} if report.detail else {}),

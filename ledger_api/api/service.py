@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from ledger_api.api.app import create_app
 from ledger_api.api.auth import RequestAuthenticator, SqliteNonceStore
+from ledger_api.api.governance_client import GovernanceClient
 from ledger_api.api.health import ChainHealth, HealthReport
 from ledger_api.api.ratelimit import rate_limits_from
 from ledger_api.api.writes import DocumentVault, OutboxHealth, StoreHealth, WriteService
@@ -177,7 +178,7 @@ def build_service(
                 app.state.ledger_client.close()
 
     app = create_app(
-        health_checks=[ChainHealth(rpc_url=rpc_url, expected_chain_id=deployment.chain_id)],
+        health_checks=[ChainHealth(rpc_url=rpc_url, expected_chain_id=deployment.chain_id, critical=False)],
         lifespan=lifespan,
         rate_limits=rate_limits_from(settings),
         metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
@@ -196,4 +197,8 @@ def build_service(
         app.state.writes = write_side
         app.state.ledger_client = client
         app.state.health_checks += [StoreHealth(write_side.vault.store), OutboxHealth(write_side)]
+    # Governance transactions (synchronous, governor keys the keystore already holds): routes/governance.py.
+    app.state.governance = (
+        GovernanceClient.from_settings(settings, deployment, Keystore.from_settings(settings)) if writes else None
+    )
     return app

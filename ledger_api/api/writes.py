@@ -354,6 +354,8 @@ class StoreHealth:
     """The content store: can a small probe block be written and read back."""
 
     name = "content_store"
+    #: Reads and verification work without it (writes get 503): down → degraded overall.
+    critical = False
 
     def __init__(self, store: ContentStore) -> None:
         self._store = store
