@@ -38,6 +38,7 @@ ipfs-tools:
 
 run: dev
 	$(VENV)/bin/ledger up
+	$(VENV)/bin/ledger serve --host 127.0.0.1 --port $(or $(PORT),8000)
 
 stop:
 	$(VENV)/bin/ledger node stop
