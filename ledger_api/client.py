@@ -191,3 +191,28 @@ class LedgerHttpClient:
                 detail=str(body.get("detail", "")), body=body,
             )  # fmt: skip
         return ApiProblem(status=response.status_code, problem_code=f"http-{response.status_code}", title="unexpected")
+
+    # ------------------------------------------------------------------ stamps (inspection agencies)
+
+    def post_form(
+        self, path: str, *, data: dict[str, str | list[str]] | None = None,
+        files: Sequence[tuple[str, tuple[str, bytes, str]]] = (), idempotency_key: str | None = None,
+    ) -> Any:  # fmt: skip
+        """A signed ``multipart/form-data`` ``POST``: text ``data`` fields and ``(field, (filename, bytes,
+        content type))`` files (without files httpx sends ``application/x-www-form-urlencoded``)."""
+        encoded = httpx.Request("POST", self._base + path, data=data or {}, files=list(files))
+        headers = {"content-type": encoded.headers["content-type"]}
+        if idempotency_key is not None:
+            headers["idempotency-key"] = idempotency_key
+        return self._request("POST", path, headers=headers, body=encoded.read())
+
+    def record_stamp(
+        self, declaration_id: str, *, stamp_type: str, result: str, report: bytes, filename: str = "report.pdf",
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """``POST /v1/stamps``: stamp ``declaration_id`` (``stamp_type`` / ``result`` by name) with its report → 202."""
+        result_body: dict[str, Any] = self.post_form(
+            "/v1/stamps", data={"declaration_id": declaration_id, "stamp_type": stamp_type, "result": result},
+            files=[("report", (filename, report, "application/octet-stream"))], idempotency_key=idempotency_key,
+        )  # fmt: skip
+        return result_body

@@ -55,7 +55,8 @@ The tree::
         ├── RateLimited               over a request budget, per caller or per failing address (HTTP 429)
         ├── NoCustody                 this service holds no signing key for the caller (HTTP 403)
         ├── SubmissionNotFound        no tracked write with this id for the caller (HTTP 404)
-        └── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
+        ├── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
+        └── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
 
 Sections below are owned by the package named in their heading; keep each subtree together.
 """
@@ -101,6 +102,7 @@ __all__ = [
     "SignatureInvalid",
     "SignatureMissing",
     "SignatureReplayed",
+    "StampNotFound",
     "StoreUnavailable",
     "SubmissionNotFound",
     "TamperedEnvelope",
@@ -611,3 +613,13 @@ class InvalidSubmission(AccessError):
     """A write request is malformed or inconsistent (missing part, unknown agency, mismatched counts)."""
 
     code = "invalid-submission"
+
+
+class StampNotFound(AccessError):
+    """No stamp with this id, or none the caller may act on (the two are not distinguished on purpose)."""
+
+    code = "stamp-not-found"
+
+    def __init__(self, stamp_id: str) -> None:
+        self.stamp_id = stamp_id
+        super().__init__(f"no stamp {stamp_id} issued by the caller's agency")

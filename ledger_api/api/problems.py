@@ -83,6 +83,7 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.NoCustody: (403, "This service cannot sign for the caller"),
     e.SubmissionNotFound: (404, "Submission not found"),
     e.InvalidSubmission: (422, "Invalid submission"),
+    e.StampNotFound: (404, "Stamp not found"),
 }
 
 #: Contract custom errors (by name suffix, component prefix stripped) that say "who you are may not
