@@ -56,7 +56,8 @@ The tree::
         ├── NoCustody                 this service holds no signing key for the caller (HTTP 403)
         ├── SubmissionNotFound        no tracked write with this id for the caller (HTTP 404)
         ├── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
-        └── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
+        ├── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
+        └── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
 
 Sections below are owned by the package named in their heading; keep each subtree together.
 """
@@ -96,6 +97,7 @@ __all__ = [
     "NoCustody",
     "OutboxError",
     "ProofError",
+    "ProposalNotFound",
     "RateLimited",
     "ReadModelError",
     "ReorgTooDeep",
@@ -623,3 +625,13 @@ class StampNotFound(AccessError):
     def __init__(self, stamp_id: str) -> None:
         self.stamp_id = stamp_id
         super().__init__(f"no stamp {stamp_id} issued by the caller's agency")
+
+
+class ProposalNotFound(AccessError):
+    """No governance proposal with this id is known (yet) to the read model."""
+
+    code = "proposal-not-found"
+
+    def __init__(self, proposal_id: int) -> None:
+        self.proposal_id = proposal_id
+        super().__init__(f"no governance proposal {proposal_id}")

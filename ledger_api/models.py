@@ -10,10 +10,10 @@ __all__ = ["Identity"]
 
 @dataclass(frozen=True, kw_only=True)
 class Identity:
-    """An authenticated caller: an agency signer key or a trader account."""
+    """An authenticated caller: an agency signer key, a trader account or a governor key."""
 
     address: str  # checksummed address (the request signature's keyid)
-    kind: Literal["agency", "trader"]
+    kind: Literal["agency", "trader", "governor"]
     agency_id: str | None = None  # for agency keys
     roles: frozenset[str] = field(default_factory=frozenset)  # Role names, for agency keys
     aeo: bool = False  # for traders: Authorised Economic Operator

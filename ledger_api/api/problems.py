@@ -84,6 +84,7 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.SubmissionNotFound: (404, "Submission not found"),
     e.InvalidSubmission: (422, "Invalid submission"),
     e.StampNotFound: (404, "Stamp not found"),
+    e.ProposalNotFound: (404, "Proposal not found"),
 }
 
 #: Contract custom errors (by name suffix, component prefix stripped) that say "who you are may not

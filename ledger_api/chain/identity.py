@@ -1,4 +1,4 @@
-"""Who an address is, according to the AgencyRegistry: an agency key (with roles) or a trader.
+"""Who an address is, according to the AgencyRegistry: an agency key (with roles), a trader or a governor.
 
 Backs request authentication (:class:`ledger_api.api.auth.IdentityDirectory`). Answers are cached
 for a few seconds: a suspended agency or revoked key stops working within that time.
@@ -38,7 +38,8 @@ class RegistryDirectory:
         return cls(w3=Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10})), registry=registry, ttl=ttl)
 
     def identity(self, address: str, *, at: int) -> Identity | None:
-        """The identity of ``address`` at unix time ``at`` (a currently valid key, or an active trader)."""
+        """The identity of ``address`` at unix time ``at``: a currently valid agency key, an active trader, or
+        (when it is neither) a current governor."""
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(address)
@@ -68,4 +69,6 @@ class RegistryDirectory:
         _registrar, trader_status, aeo = functions.trader(address).call()
         if trader_status == _ACTIVE:
             return Identity(address=address, kind="trader", aeo=bool(aeo))
+        if functions.isGovernor(address).call():
+            return Identity(address=address, kind="governor")
         return None

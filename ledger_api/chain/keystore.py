@@ -68,6 +68,10 @@ class Keystore:
         self._write(path, json.dumps(keyfile).encode())
         return account
 
+    def has_signer(self, label: str) -> bool:
+        """True when signer key ``label`` exists (without creating it)."""
+        return self._path(label, ".json").exists()
+
     def has_encryption_key(self, label: str) -> bool:
         """True when X25519 key ``label`` exists (without creating it)."""
         return self._path(label, ".x25519.pem").exists()
