@@ -340,6 +340,10 @@ def _encrypt_into(data_key: bytes, nonce: bytes, prefix: bytes, plaintext: bytes
     return bytes(out)
 
 
+#: Documents at least this large are hashed on another thread while they are encrypted.
+_PARALLEL_HASH_FROM = 1 << 20
+
+
 def seal(plaintext: bytes, *, document_id: str, recipients: Mapping[str, AgencyPublicKey]) -> SealedDocument:
     """Encrypt ``plaintext`` once under a fresh data key and wrap that key for each recipient."""
     if not document_id:
@@ -351,12 +355,16 @@ def seal(plaintext: bytes, *, document_id: str, recipients: Mapping[str, AgencyP
         raise ValueError("document_id too long")
     prefix = ENVELOPE_MAGIC + bytes((ENVELOPE_VERSION,)) + struct.pack(">H", len(header)) + header
     commitment: list[bytes] = []
-    hasher = threading.Thread(target=lambda: commitment.append(hashlib.sha256(plaintext).digest()))
-    hasher.start()  # hashlib releases the GIL: the commitment is computed on another core
-    try:
+    if len(plaintext) < _PARALLEL_HASH_FROM:  # a thread costs more than hashing a small document
+        commitment.append(hashlib.sha256(plaintext).digest())
         envelope = _encrypt_into(data_key, nonce, prefix, plaintext)
-    finally:
-        hasher.join()
+    else:
+        hasher = threading.Thread(target=lambda: commitment.append(hashlib.sha256(plaintext).digest()))
+        hasher.start()  # hashlib releases the GIL: the commitment is computed on another core
+        try:
+            envelope = _encrypt_into(data_key, nonce, prefix, plaintext)
+        finally:
+            hasher.join()
     keyring = Keyring(
         document_id=document_id,
         wraps=tuple(_wrap(data_key, document_id, a, k) for a, k in sorted(recipients.items())),
