@@ -84,6 +84,10 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # the framework could not parse the body (e.g. JSON that is not UTF-8)
+            return _problem_response(
+                Problem(status=422, code="invalid-request", title="Invalid request", detail=str(error.detail or ""))
+            )
         codes = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated", 403: "forbidden"}
         return _problem_response(
             Problem(

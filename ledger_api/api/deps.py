@@ -22,6 +22,7 @@ __all__ = [
     "authenticate_streaming",
     "read_model",
     "require_role",
+    "target_uri",
 ]
 
 
@@ -40,6 +41,18 @@ def _rate_limited(request: Request, verify: Callable[[], Identity]) -> Identity:
     return identity
 
 
+def target_uri(request: Request) -> str:
+    """The request's absolute URI as the client sent it (``@target-uri`` of RFC 9421).
+
+    Starlette's ``request.url`` is rebuilt from the *decoded* path, so a path with percent-escapes
+    would not match what the client signed; the raw path and query string are used instead.
+    """
+    raw: bytes | None = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else request.url.path
+    query: bytes = request.scope.get("query_string", b"")
+    return f"{request.url.scheme}://{request.url.netloc}{path}" + (f"?{query.decode('latin-1')}" if query else "")
+
+
 async def authenticate(request: Request) -> Identity:
     """Verify the request's RFC 9421 signature and return the caller (rate limited per caller).
 
@@ -53,7 +66,7 @@ async def authenticate(request: Request) -> Identity:
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
     return _rate_limited(
         request,
-        lambda: authenticator.authenticate(method=request.method, url=str(request.url), headers=headers, body=body),
+        lambda: authenticator.authenticate(method=request.method, url=target_uri(request), headers=headers, body=body),
     )
 
 
@@ -69,7 +82,7 @@ async def authenticate_streaming(request: Request) -> Identity:
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
     return _rate_limited(
         request,
-        lambda: authenticator.authenticate(method=request.method, url=str(request.url), headers=headers, body=None),
+        lambda: authenticator.authenticate(method=request.method, url=target_uri(request), headers=headers, body=None),
     )
 
 

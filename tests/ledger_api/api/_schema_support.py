@@ -255,12 +255,6 @@ class SchemaRun:
         except Exception as exc:  # the shrunk failure (or several, as an ExceptionGroup), or an error
             self.failures.setdefault(operation.label, f"{type(exc).__name__}: {exc}")
 
-    def encoded_path_rejections(self) -> list[tuple[str, str, str]]:
-        """401s of requests whose path holds percent-escapes. The service checks ``@target-uri`` against
-        the URL Starlette rebuilds from the *decoded* path, so such a request cannot authenticate (a
-        service bug, reported; it is no server error and the rest of the request is never reached)."""
-        return [entry for entry in self.unauthenticated if "%" in urlsplit(entry[1]).path]
-
     def summary(self) -> str:
         """Requests per caller and responses per operation and status."""
         lines = [f"{self.auth.total} requests; by caller: {dict(sorted(self.auth.sent.items()))}"]

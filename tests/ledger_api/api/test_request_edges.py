@@ -1,0 +1,38 @@
+"""Requests at the edges of HTTP: escaped paths, empty bodies, undecodable JSON — 4xx problems, never 401 by mistake."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ledger_api.api.auth import sign_request
+from tests.ledger_api.api.conftest import Service
+
+pytestmark = pytest.mark.integration
+
+
+def _signed(
+    service: Service, method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None
+) -> httpx.Response:
+    url = service.base_url + path
+    key = bytes(service.keystore.signer("cn-tj-customs-signer-0").key)
+    fields = dict(headers or {})
+    fields |= sign_request(method=method, url=url, headers=fields, body=body, private_key=key)
+    return httpx.request(method, url, headers=fields, content=body)
+
+
+def test_paths_with_percent_escapes_authenticate_and_reach_the_route(service: Service) -> None:
+    for path in ("/v1/declarations/null%2Cnull", "/v1/verify/%3B", "/v1/declarations/%C3%A9"):
+        response = _signed(service, "GET", path)
+        assert response.status_code == 422 and response.json()["code"] == "invalid-request", (path, response.text)
+
+
+def test_an_empty_upload_is_verified_not_refused(service: Service) -> None:
+    response = _signed(service, "POST", "/v1/verify", headers={"content-type": "application/octet-stream"})
+    assert response.status_code == 200 and response.json()["status"] == "NOT_ANCHORED"
+
+
+def test_json_that_is_not_utf8_is_an_invalid_request(service: Service) -> None:
+    response = _signed(service, "POST", "/v1/stamps/signed", body=b'{"a": "\xff\xfe"}',
+                       headers={"content-type": "application/json"})  # fmt: skip
+    assert response.status_code == 422 and response.json()["code"] == "invalid-request", response.text
