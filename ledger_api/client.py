@@ -167,7 +167,7 @@ class LedgerHttpClient:
 
     def _request(
         self, method: str, path: str, *, headers: dict[str, str] | None = None, content: Any = None,
-        body: bytes = b"", content_sha256: bytes | None = None,
+        body: bytes = b"", content_sha256: bytes | None = None, raw: bool = False,
     ) -> Any:  # fmt: skip
         url = self._base + path
         fields = dict(headers or {})
@@ -177,6 +177,8 @@ class LedgerHttpClient:
         response = self._http.request(method, url, headers=fields, content=content if content is not None else body)
         if response.status_code >= 400:
             raise self._problem(response)
+        if raw:
+            return response.content
         return response.json()
 
     @staticmethod
@@ -216,3 +218,84 @@ class LedgerHttpClient:
             files=[("report", (filename, report, "application/octet-stream"))], idempotency_key=idempotency_key,
         )  # fmt: skip
         return result_body
+
+    # ------------------------------------------------------------------ customs authorities
+
+    def accept_declaration(
+        self, declaration_id: str, mrn: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/declarations/{id}/acceptance`` with the MRN → 202 tracking body."""
+        path = f"/v1/declarations/{declaration_id}/acceptance"
+        result: dict[str, Any] = self.post_json(path, {"mrn": mrn}, idempotency_key=idempotency_key)
+        return result
+
+    def decide(
+        self, declaration_id: str, kind: str, *, reason_code: int = 0, report_sha256: str | None = None,
+        pass_stamps: Sequence[str] = (), idempotency_key: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """``POST /v1/declarations/{id}/decisions``: RELEASE / HOLD / REJECT / SEIZE → 202 tracking body."""
+        payload: dict[str, Any] = {"kind": kind, "reason_code": reason_code, "pass_stamps": list(pass_stamps)}
+        if report_sha256 is not None:
+            payload["report_sha256"] = report_sha256
+        path = f"/v1/declarations/{declaration_id}/decisions"
+        result: dict[str, Any] = self.post_json(path, payload, idempotency_key=idempotency_key)
+        return result
+
+    def approve_decision(self, declaration_id: str, *, pass_stamps: Sequence[str] = ()) -> dict[str, Any]:
+        """``POST /v1/declarations/{id}/decisions/pending/approvals`` (second signer of a dual-control decision)."""
+        path = f"/v1/declarations/{declaration_id}/decisions/pending/approvals"
+        result: dict[str, Any] = self.post_json(path, {"pass_stamps": list(pass_stamps)})
+        return result
+
+    def cancel_decision(self, declaration_id: str) -> dict[str, Any]:
+        """``POST /v1/declarations/{id}/decisions/pending/cancellation``."""
+        path = f"/v1/declarations/{declaration_id}/decisions/pending/cancellation"
+        result: dict[str, Any] = self._request("POST", path)
+        return result
+
+    def customs_declarations(
+        self, *, status: str | None = None, limit: int = 100, after: str | None = None
+    ) -> dict[str, Any]:
+        """``GET /v1/customs/declarations``: one page of the caller's jurisdiction (``items``, ``next_after``)."""
+        query = httpx.QueryParams({k: v for k, v in {"status": status, "limit": limit, "after": after}.items() if v})
+        result: dict[str, Any] = self._request("GET", f"/v1/customs/declarations?{query}")
+        return result
+
+    # ------------------------------------------------------------------ documents (agencies)
+
+    def fetch_document(self, sha256: str) -> bytes:
+        """``GET /v1/documents/{sha256}``: the decrypted document (the caller's agency must hold a wrap)."""
+        content: bytes = self._request("GET", f"/v1/documents/{sha256}", raw=True)
+        return content
+
+    def document_access(self, sha256: str) -> dict[str, Any]:
+        """``GET /v1/documents/{sha256}/access``: which agencies hold a key wrap."""
+        return self._json("GET", f"/v1/documents/{sha256}/access")
+
+    def grant_access(self, sha256: str, agency_id: str) -> dict[str, Any]:
+        """``POST /v1/documents/{sha256}/grants``: wrap the document key for another agency."""
+        result: dict[str, Any] = self.post_json(f"/v1/documents/{sha256}/grants", {"agency_id": agency_id})
+        return result
+
+    def revoke_access(self, sha256: str, agency_id: str) -> dict[str, Any]:
+        """``DELETE /v1/documents/{sha256}/grants/{agency_id}``."""
+        return self._json("DELETE", f"/v1/documents/{sha256}/grants/{agency_id}")
+
+    # ------------------------------------------------------------------ governance (governors)
+
+    def propose(self, action: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/governance/proposals`` with one typed membership action (``{"action": …, …}``)."""
+        result: dict[str, Any] = self.post_json("/v1/governance/proposals", action)
+        return result
+
+    def approve_proposal(self, proposal_id: int) -> dict[str, Any]:
+        """``POST /v1/governance/proposals/{id}/approvals``."""
+        return self._json("POST", f"/v1/governance/proposals/{proposal_id}/approvals")
+
+    def execute_proposal(self, proposal_id: int) -> dict[str, Any]:
+        """``POST /v1/governance/proposals/{id}/execution``."""
+        return self._json("POST", f"/v1/governance/proposals/{proposal_id}/execution")
+
+    def proposal(self, proposal_id: int) -> dict[str, Any]:
+        """``GET /v1/governance/proposals/{id}``."""
+        return self._json("GET", f"/v1/governance/proposals/{proposal_id}")
