@@ -1,7 +1,9 @@
 """Who an address is, according to the AgencyRegistry: an agency key (with roles), a trader or a governor.
 
 Backs request authentication (:class:`ledger_api.api.auth.IdentityDirectory`). Answers are cached
-for a few seconds: a suspended agency or revoked key stops working within that time.
+for a few seconds: a suspended agency or revoked key stops working within that time. While the node
+is unreachable the last answer is served for up to ``max_stale`` seconds (the service keeps taking
+writes into its outbox and serving reads); a caller never seen before gets ``ChainUnavailable``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from web3 import Web3
 
 from ledger_api.chain.artifacts import load_artifact
 from ledger_api.chain.consortium import Role
+from ledger_api.errors import ChainUnavailable
 from ledger_api.models import Identity
 
 __all__ = ["RegistryDirectory"]
@@ -24,18 +27,23 @@ _ACTIVE = 1
 class RegistryDirectory:
     """Resolve callers from the registry's views, with a short TTL cache."""
 
-    def __init__(self, *, w3: Web3, registry: str, ttl: float = 5.0) -> None:
+    def __init__(self, *, w3: Web3, registry: str, ttl: float = 5.0, max_stale: float = 900.0) -> None:
         self._registry = w3.eth.contract(
             address=Web3.to_checksum_address(registry), abi=load_artifact("AgencyRegistry").abi
         )
         self._ttl = ttl
+        self._max_stale = max_stale
+        #: Named in errors (the JSON-RPC endpoint when built by :meth:`connect`).
+        self.endpoint = "the registry's node"
         self._cache: dict[str, tuple[float, Identity | None]] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def connect(cls, *, rpc_url: str, registry: str, ttl: float = 5.0) -> RegistryDirectory:
         """A directory reading the registry at ``registry`` through the JSON-RPC endpoint ``rpc_url``."""
-        return cls(w3=Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10})), registry=registry, ttl=ttl)
+        directory = cls(w3=Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 3})), registry=registry, ttl=ttl)
+        directory.endpoint = rpc_url
+        return directory
 
     def identity(self, address: str, *, at: int) -> Identity | None:
         """The identity of ``address`` at unix time ``at``: a currently valid agency key, an active trader, or
@@ -45,7 +53,12 @@ class RegistryDirectory:
             cached = self._cache.get(address)
         if cached is not None and cached[0] > now:
             return cached[1]
-        identity = self._lookup(Web3.to_checksum_address(address), at)
+        try:
+            identity = self._lookup(Web3.to_checksum_address(address), at)
+        except Exception as exc:  # noqa: BLE001 - web3 / requests raise many types for an unreachable node
+            if cached is not None and now - cached[0] < self._max_stale:
+                return cached[1]  # the last answer, while the node is down (bounded)
+            raise ChainUnavailable(self.endpoint, f"registry lookup failed ({type(exc).__name__})") from exc
         with self._lock:
             self._cache[address] = (now + self._ttl, identity)
         return identity

@@ -18,7 +18,7 @@ consistent one (anvil dumps while it mines, and a whole dump can hold account st
 blocks: a node restarted from it has declarations in storage without transaction or event), once
 blocks were mined after it, so the restarted node has lost them and the outbox must anchor them
 again. It also proves the service keeps journaling (202 pending) while the node is down, including
-after its caches of chain answers expired (checked last: see the xfail marker).
+after its caches of chain answers expired (checked last).
 
 ``CRASH_TEST_SEED=n`` replays the random choices of a run (not its timing).
 """
@@ -168,13 +168,6 @@ def test_service_sigkilled_during_concurrent_submissions_loses_none_and_anchors_
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnavailableWhileNodeDown,
-    reason="known bug: once RegistryDirectory's 5 s identity cache expires while the node is down, every signed "
-    "request is answered 500 (requests.ConnectionError escapes ledger_api/chain/identity.py); remove this marker "
-    "with the fix. Integrity (0 lost, 0 double-anchored) is asserted before and fails this test normally.",
-)
 def test_node_sigkilled_and_restarted_from_its_state_loses_none_and_anchors_each_once(
     ledger: CrashLedger,
 ) -> None:
