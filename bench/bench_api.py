@@ -115,6 +115,18 @@ def bench_verify_hash(base: str, key: bytes, sha: str, n: int, server: int) -> d
     }  # fmt: skip
 
 
+def bench_verify_token(base: str, token: str, sha: str, n: int, server: int) -> dict[str, float]:
+    """GET /v1/verify/{sha256} × n with 8 clients presenting an API token instead of a signature."""
+    url = f"{base}/v1/verify/{sha}"
+    requests = [("GET", url, {"authorization": f"Bearer {token}"}, b"") for _ in range(n)]
+    asyncio.run(_fire(requests[:200], 8))
+    cpu = _cpu_seconds(server)
+    wall, latencies = asyncio.run(_fire(requests, 8))
+    cpu = _cpu_seconds(server) - cpu
+    return {"rps": n / wall, "cpu_rps": n / cpu, "p50_ms": _percentile(latencies, 0.50) * 1e3,
+            "p99_ms": _percentile(latencies, 0.99) * 1e3}  # fmt: skip
+
+
 def bench_upload(base: str, key: bytes, size: int, n: int) -> dict[str, float]:
     """POST /v1/verify with a ``size``-byte body, n times one after another; client-seen latency."""
     body = os.urandom(size)
@@ -228,6 +240,9 @@ def main() -> None:
                     time.sleep(0.1)
 
             verify = bench_verify_hash(base, customs, sha, n_verify, server.pid)
+            with LedgerHttpClient(base_url=base, private_key=customs) as agency:
+                token = agency.mint_token(ttl_seconds=3600)["token"]
+            by_token = bench_verify_token(base, token, sha, n_verify, server.pid)
             upload = bench_upload(base, customs, 10 * 1024 * 1024, n_upload)
             journal = settings.var_dir / "api" / "outbox.db"
             declarations = bench_declarations(base, trader_keys, journal, n_decl, server.pid)
@@ -246,6 +261,9 @@ def main() -> None:
          "capacity of one worker with a core of its own"),
         ("verify by hash, latency p50 / p99", f"{verify['p50_ms']:.1f} / {verify['p99_ms']:.1f} ms",
          f"goal p99 <= 10 ms: {ok(verify['p99_ms'] <= 10)}"),
+        ("verify by hash, API token instead of a signature", f"{by_token['rps']:,.0f} req/s",
+         f"p50 / p99 {by_token['p50_ms']:.1f} / {by_token['p99_ms']:.1f} ms; {by_token['cpu_rps']:,.0f} req/s per "
+         f"server CPU-second; {by_token['rps'] / verify['rps']:.1f}x signed"),
         ("floor: same route, unsigned (401 problem)", f"{verify['floor_rps']:,.0f} req/s",
          f"framework + routing + problem rendering; p99 {verify['floor_p99_ms']:.1f} ms"),
         ("verify a 10 MB upload, p50 (client-seen, loopback)", f"{upload['p50_ms']:.1f} ms",

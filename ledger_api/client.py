@@ -8,6 +8,7 @@ Errors come back as :class:`ApiProblem` carrying the server's stable problem ``c
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
@@ -44,10 +45,15 @@ class LedgerHttpClient:
     """A signed-request client for one caller (an agency key or a trader account)."""
 
     def __init__(
-        self, *, base_url: str, private_key: bytes, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
-    ) -> None:
+        self, *, base_url: str, private_key: bytes | None = None, token: str | None = None, timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:  # fmt: skip
+        """Sign every request with ``private_key`` (RFC 9421), or present an API ``token`` instead."""
+        if (private_key is None) == (token is None):
+            raise ValueError("give exactly one of private_key and token")
         self._base = base_url.rstrip("/")
         self._key = private_key
+        self._token = token
         self._http = httpx.Client(timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -171,9 +177,15 @@ class LedgerHttpClient:
     ) -> Any:  # fmt: skip
         url = self._base + path
         fields = dict(headers or {})
-        fields |= sign_request(
-            method=method, url=url, headers=fields, body=body, private_key=self._key, content_sha256=content_sha256
-        )
+        if self._key is not None:
+            fields |= sign_request(
+                method=method, url=url, headers=fields, body=body, private_key=self._key, content_sha256=content_sha256
+            )
+        else:
+            fields["authorization"] = f"Bearer {self._token}"
+            if body or content_sha256 is not None or method in ("POST", "PUT", "PATCH"):
+                digest = content_sha256 if content_sha256 is not None else hashlib.sha256(body).digest()
+                fields["content-digest"] = f"sha-256=:{base64.b64encode(digest).decode()}:"
         response = self._http.request(method, url, headers=fields, content=content if content is not None else body)
         if response.status_code >= 400:
             raise self._problem(response)
@@ -299,3 +311,19 @@ class LedgerHttpClient:
     def proposal(self, proposal_id: int) -> dict[str, Any]:
         """``GET /v1/governance/proposals/{id}``."""
         return self._json("GET", f"/v1/governance/proposals/{proposal_id}")
+
+    # ------------------------------------------------------------------ API tokens
+
+    def mint_token(self, *, ttl_seconds: int = 24 * 3600) -> dict[str, Any]:
+        """``POST /v1/tokens`` (signed clients only): a bearer token bound to this identity, shown once."""
+        result: dict[str, Any] = self.post_json("/v1/tokens", {"ttl_seconds": ttl_seconds})
+        return result
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """``GET /v1/tokens``: this identity's tokens, without secrets."""
+        result: list[dict[str, Any]] = self._request("GET", "/v1/tokens")
+        return result
+
+    def revoke_token(self, token_id: str) -> None:
+        """``DELETE /v1/tokens/{token_id}``."""
+        self._request("DELETE", f"/v1/tokens/{token_id}", raw=True)

@@ -269,6 +269,15 @@ class RequestAuthenticator:
         self._clock = clock
         self._verifier = HTTPMessageVerifier(signature_algorithm=Secp256k1Keccak256, key_resolver=_AddressResolver())
 
+    def identity_of(self, address: str) -> Identity:
+        """The current identity of ``address`` (for API tokens, which are bound to one); raises
+        :class:`UnknownCaller` when it is no longer a valid agency key, trader or governor."""
+        key_id = to_checksum_address(address)
+        identity = self._directory.identity(key_id, at=int(self._clock()))
+        if identity is None:
+            raise UnknownCaller(f"{key_id} is not a valid agency key or active trader")
+        return identity
+
     def authenticate(
         self, *, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes | None
     ) -> Identity:

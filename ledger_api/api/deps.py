@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 
 from ledger_api.api.auth import RequestAuthenticator
 from ledger_api.api.ratelimit import RateLimiter
-from ledger_api.errors import AuthenticationError, ConfigurationError, Forbidden
+from ledger_api.api.tokens import TokenStore
+from ledger_api.errors import AuthenticationError, ConfigurationError, Forbidden, SignatureMissing
 from ledger_api.index import ReadModel
 from ledger_api.models import Identity
 
@@ -41,6 +42,23 @@ def _rate_limited(request: Request, verify: Callable[[], Identity]) -> Identity:
     return identity
 
 
+def _bearer_token(request: Request) -> str | None:
+    """The API token of a request that presents one instead of a signature (see ledger_api.api.tokens)."""
+    value = request.headers.get("authorization", "")
+    if value[:7].lower() != "bearer " or "signature" in request.headers:
+        return None
+    return value[7:].strip()
+
+
+def _token_identity(request: Request, authenticator: RequestAuthenticator, token: str) -> Identity:
+    tokens: TokenStore | None = getattr(request.app.state, "tokens", None)
+    if tokens is None:
+        raise SignatureMissing("this service takes no API tokens: sign the request (RFC 9421)")
+    identity = authenticator.identity_of(tokens.owner_of(token))
+    request.state.auth_method = "token"
+    return identity
+
+
 def target_uri(request: Request) -> str:
     """The request's absolute URI as the client sent it (``@target-uri`` of RFC 9421).
 
@@ -54,7 +72,8 @@ def target_uri(request: Request) -> str:
 
 
 async def authenticate(request: Request) -> Identity:
-    """Verify the request's RFC 9421 signature and return the caller (rate limited per caller).
+    """Verify the request's RFC 9421 signature (or its API token) and return the caller (rate limited
+    per caller).
 
     The body (already bounded by the size-limit middleware) is read so its Content-Digest can be
     checked; routes that stream large uploads will verify the digest while streaming instead.
@@ -62,8 +81,12 @@ async def authenticate(request: Request) -> Identity:
     authenticator: RequestAuthenticator | None = getattr(request.app.state, "authenticator", None)
     if authenticator is None:
         raise ConfigurationError("no request authenticator configured")
+    token = _bearer_token(request)
+    if token is not None:
+        return _rate_limited(request, lambda: _token_identity(request, authenticator, token))
     body = await request.body()
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
+    request.state.auth_method = "signature"
     return _rate_limited(
         request,
         lambda: authenticator.authenticate(method=request.method, url=target_uri(request), headers=headers, body=body),
@@ -79,7 +102,11 @@ async def authenticate_streaming(request: Request) -> Identity:
     authenticator: RequestAuthenticator | None = getattr(request.app.state, "authenticator", None)
     if authenticator is None:
         raise ConfigurationError("no request authenticator configured")
+    token = _bearer_token(request)
+    if token is not None:  # the route still checks the streamed body against the Content-Digest header
+        return _rate_limited(request, lambda: _token_identity(request, authenticator, token))
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
+    request.state.auth_method = "signature"
     return _rate_limited(
         request,
         lambda: authenticator.authenticate(method=request.method, url=target_uri(request), headers=headers, body=None),

@@ -18,6 +18,7 @@ from ledger_api.api.auth import RequestAuthenticator, SqliteNonceStore
 from ledger_api.api.governance_client import GovernanceClient
 from ledger_api.api.health import ChainHealth, HealthReport
 from ledger_api.api.ratelimit import rate_limits_from
+from ledger_api.api.tokens import TokenStore
 from ledger_api.api.writes import DocumentVault, OutboxHealth, StoreHealth, WriteService
 from ledger_api.chain.client import LedgerClient
 from ledger_api.chain.deploy import Deployment
@@ -263,6 +264,7 @@ def build_service(
         nonces=SqliteNonceStore(settings.var_dir / "api" / "nonces.db"),
     )
     app.state.deployment = deployment
+    app.state.tokens = TokenStore(settings.var_dir / "api" / "tokens.db")
     _register_gauges(app)
     app.state.writes = None
     if writes:
