@@ -131,7 +131,7 @@ async def _agency(identity: CurrentIdentity) -> Identity:
 CurrentAgency = Annotated[Identity, Depends(_agency)]
 
 
-def read_model(request: Request) -> ReadModel:
+async def read_model(request: Request) -> ReadModel:
     """The service's read model (opened by the service lifespan)."""
     model: ReadModel | None = getattr(request.app.state, "read_model", None)
     if model is None:
