@@ -165,11 +165,13 @@ class StoredEnvelope:
 
 
 class DocumentVault:
-    """Envelope CIDs and key wraps by plaintext sha256 (SQLite; wraps are ciphertext, not secrets).
+    """Sealed envelopes and their key wraps (SQLite; wraps are ciphertext, not secrets).
 
-    Sealing uses a fresh random data key, so sealing the same file twice gives two envelopes; the
-    vault makes :meth:`seal_and_store` idempotent by reusing the first envelope of a given
-    plaintext when it already covers the requested recipients.
+    One plaintext (sha256) can have several envelopes: each upload is sealed for the agencies it is
+    entitled to, and an envelope's wraps are never replaced by another upload's (a trader sharing
+    the same invoice with a second jurisdiction must not take it away from the first). Sealing uses
+    a fresh random data key, so :meth:`seal_and_store` reuses an envelope that already covers the
+    requested recipients: a retried upload anchors the same CID (idempotent).
     """
 
     def __init__(self, path: Path, store: ContentStore) -> None:
@@ -178,9 +180,14 @@ class DocumentVault:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS envelopes (sha256 BLOB PRIMARY KEY, cid TEXT NOT NULL, "
+            "CREATE TABLE IF NOT EXISTS sealed (cid TEXT PRIMARY KEY, sha256 BLOB NOT NULL, "
             "keyring TEXT NOT NULL, created_at REAL NOT NULL)"
         )
+        self._db.execute("CREATE INDEX IF NOT EXISTS sealed_sha256 ON sealed(sha256, created_at)")
+        legacy = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='envelopes'").fetchone()
+        if legacy:  # one row per sha256 (before several envelopes per document)
+            self._db.execute("INSERT OR IGNORE INTO sealed SELECT cid, sha256, keyring, created_at FROM envelopes")
+            self._db.execute("DROP TABLE envelopes")
         self._lock = threading.Lock()
         self.store = store
 
@@ -188,18 +195,27 @@ class DocumentVault:
         """Close the database."""
         self._db.close()
 
-    def get(self, sha256: bytes) -> StoredEnvelope | None:
-        """The envelope recorded for plaintext ``sha256``, if any."""
+    def envelopes(self, sha256: bytes) -> list[StoredEnvelope]:
+        """Every envelope of plaintext ``sha256``, oldest first."""
         with self._lock:
-            row = self._db.execute("SELECT cid, keyring FROM envelopes WHERE sha256 = ?", (sha256,)).fetchone()
-        if row is None:
-            return None
-        return StoredEnvelope(sha256=sha256, cid=row[0], keyring=Keyring.from_json(row[1]))
+            rows = self._db.execute(
+                "SELECT cid, keyring FROM sealed WHERE sha256 = ? ORDER BY created_at, cid", (sha256,)
+            ).fetchall()
+        return [StoredEnvelope(sha256=sha256, cid=r[0], keyring=Keyring.from_json(r[1])) for r in rows]
+
+    def get(self, sha256: bytes) -> StoredEnvelope | None:
+        """The first envelope recorded for plaintext ``sha256``, if any."""
+        found = self.envelopes(sha256)
+        return found[0] if found else None
+
+    def for_agency(self, sha256: bytes, agency_id: str) -> StoredEnvelope | None:
+        """An envelope of ``sha256`` holding a key wrap for ``agency_id``, if any."""
+        return next((e for e in self.envelopes(sha256) if agency_id in e.keyring.agencies), None)
 
     def by_cid(self, cid: str) -> StoredEnvelope | None:
-        """The envelope recorded under content identifier ``cid`` (string form), if any."""
+        """The envelope stored under content identifier ``cid`` (string form), if any."""
         with self._lock:
-            row = self._db.execute("SELECT sha256, keyring FROM envelopes WHERE cid = ?", (cid,)).fetchone()
+            row = self._db.execute("SELECT sha256, keyring FROM sealed WHERE cid = ?", (cid,)).fetchone()
         if row is None:
             return None
         return StoredEnvelope(sha256=bytes(row[0]), cid=cid, keyring=Keyring.from_json(row[1]))
@@ -210,43 +226,41 @@ class DocumentVault:
         """Seal ``plaintext`` for ``recipients`` and put the envelope in the content store (pinned).
 
         Blocking (content store I/O); raises ``StoreUnavailable`` with nothing recorded if the store
-        is down. A plaintext sealed before for a superset of ``recipients`` is reused as is.
+        is down. An envelope of this plaintext that already covers ``recipients`` is reused.
         """
-        known = self.get(sha256)
-        if known is not None and set(recipients) <= set(known.keyring.agencies) and self.store.has(known.cid):
-            return known
+        for known in self.envelopes(sha256):
+            if set(recipients) <= set(known.keyring.agencies) and self.store.has(known.cid):
+                return known
         sealed = seal(plaintext, document_id="sha256:" + sha256.hex(), recipients=recipients)
         stored = self.store.put(sealed.envelope, max_size=None)
         with self._lock:
             self._db.execute(
-                "INSERT INTO envelopes (sha256, cid, keyring, created_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(sha256) DO UPDATE SET cid = excluded.cid, keyring = excluded.keyring",
-                (sha256, stored.cid, sealed.keyring.to_json(), time.time()),
+                "INSERT OR IGNORE INTO sealed (cid, sha256, keyring, created_at) VALUES (?, ?, ?, ?)",
+                (stored.cid, sha256, sealed.keyring.to_json(), time.time()),
             )
         return StoredEnvelope(sha256=sha256, cid=stored.cid, keyring=sealed.keyring)
 
-    def update_keyring(self, sha256: bytes, keyring: Keyring) -> None:
-        """Replace the wraps of a recorded envelope (grant / revoke / shred)."""
+    def update_keyring(self, cid: str, keyring: Keyring) -> None:
+        """Replace the wraps of the envelope stored under ``cid`` (grant / revoke / shred)."""
         with self._lock:
-            changed = self._db.execute(
-                "UPDATE envelopes SET keyring = ? WHERE sha256 = ?", (keyring.to_json(), sha256)
-            ).rowcount
+            changed = self._db.execute("UPDATE sealed SET keyring = ? WHERE cid = ?", (keyring.to_json(), cid)).rowcount
         if not changed:
-            raise DocumentNotFound(f"no envelope recorded for sha256 {sha256.hex()}")
+            raise DocumentNotFound(f"no envelope recorded under {cid}")
 
     def open_for(self, sha256: bytes, *, agency_id: str, private_key: AgencyPrivateKey, max_size: int) -> bytes:
         """Fetch, verify and decrypt the document for ``agency_id``.
 
-        Raises :class:`DocumentNotFound` (no envelope), :class:`AccessRevoked` (no wrap for this
-        agency), ``IntegrityError`` / ``TamperedEnvelope`` if bytes were altered anywhere.
+        Raises :class:`DocumentNotFound` (no envelope), :class:`AccessRevoked` (none with a wrap for
+        this agency), ``IntegrityError`` / ``TamperedEnvelope`` if bytes were altered anywhere.
         """
         from ledger_api.documents import open_envelope  # noqa: PLC0415 - keeps import of this module light
 
-        envelope = self.get(sha256)
-        if envelope is None:
+        envelopes = self.envelopes(sha256)
+        if not envelopes:
             raise DocumentNotFound(f"no stored envelope for sha256 {sha256.hex()}")
-        if agency_id not in envelope.keyring.agencies:
-            raise AccessRevoked(envelope.keyring.document_id, agency_id)
+        envelope = next((e for e in envelopes if agency_id in e.keyring.agencies), None)
+        if envelope is None:
+            raise AccessRevoked(envelopes[0].keyring.document_id, agency_id)
         raw = self.store.read(envelope.cid, max_size=max_size)
         return open_envelope(raw, envelope.keyring, agency_id=agency_id, private_key=private_key)
 

@@ -29,7 +29,6 @@ from ledger_api.api.routes.submissions import writes_of
 from ledger_api.api.writes import StoredEnvelope, WriteService
 from ledger_api.documents import AgencyPrivateKey, AgencyPublicKey, open_envelope
 from ledger_api.errors import (
-    AccessRevoked,
     DocumentNotFound,
     Forbidden,
     IntegrityError,
@@ -76,19 +75,17 @@ class GrantRequest(BaseModel):
     agency_id: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$", description="code of an ACTIVE agency")
 
 
-def _envelope(writes: WriteService, sha256: str) -> StoredEnvelope:
-    envelope = writes.vault.get(bytes.fromhex(sha256[2:]))
-    if envelope is None:
-        raise DocumentNotFound(sha256.lower(), "no sealed copy stored by this service")
-    return envelope
+def _held(writes: WriteService, sha256: str, caller: Identity) -> tuple[StoredEnvelope, str]:
+    """An envelope of ``sha256`` holding a wrap for the caller's agency, and that agency's code.
 
-
-def _holder(envelope: StoredEnvelope, caller: Identity) -> str:
-    """The caller's agency code, if it holds a wrap (else :class:`AccessRevoked`)."""
+    404 ``document-not-found`` whether the document is unknown or the caller's agency holds no wrap:
+    an agency without access learns nothing about which documents exist.
+    """
     agency_id = caller.agency_id or ""
-    if agency_id not in envelope.keyring.agencies:
-        raise AccessRevoked(envelope.keyring.document_id, agency_id)
-    return agency_id
+    envelope = writes.vault.for_agency(bytes.fromhex(sha256[2:]), agency_id) if agency_id else None
+    if envelope is None:
+        raise DocumentNotFound(sha256.lower(), "no sealed copy this agency holds a key wrap of")
+    return envelope, agency_id
 
 
 def _decryption_key(writes: WriteService, agency_id: str) -> AgencyPrivateKey:
@@ -115,8 +112,7 @@ def _read_envelope(writes: WriteService, envelope: StoredEnvelope) -> bytes:
 async def get_document(sha256: Sha256Hex, caller: CurrentAgency, request: Request) -> Response:
     """The plaintext, decrypted with the caller agency's key and re-checked against ``sha256``."""
     writes = writes_of(request)
-    envelope = _envelope(writes, sha256)
-    agency_id = _holder(envelope, caller)
+    envelope, agency_id = _held(writes, sha256, caller)
     key = _decryption_key(writes, agency_id)
 
     def open_it() -> bytes:
@@ -146,8 +142,7 @@ async def get_document(sha256: Sha256Hex, caller: CurrentAgency, request: Reques
 @router.get("/{sha256}/access", summary="Which agencies hold a key wrap (for an agency holding one)")
 async def document_access(sha256: Sha256Hex, caller: CurrentAgency, request: Request) -> DocumentAccess:
     """The agencies holding a wrap; only agencies that hold one themselves may ask."""
-    envelope = _envelope(writes_of(request), sha256)
-    _holder(envelope, caller)
+    envelope, _ = _held(writes_of(request), sha256, caller)
     return _access(envelope)
 
 
@@ -167,19 +162,21 @@ async def grant_access(
 ) -> DocumentAccess:
     """Re-wrap the document's data key for ``agency_id`` with the caller agency's key (idempotent)."""
     writes = writes_of(request)
-    holder = _holder(_envelope(writes, sha256), caller)
+    _, holder = _held(writes, sha256, caller)
     holder_key = _decryption_key(writes, holder)
     public_key = _grantee_key(model, grant.agency_id)
 
     def change() -> StoredEnvelope:
         with _KEYRING_LOCK:
-            current = _envelope(writes, sha256)
+            current, _ = _held(writes, sha256, caller)
             keyring = current.keyring.grant(
                 envelope=_read_envelope(writes, current), holder_id=holder, holder_key=holder_key,
                 agency_id=grant.agency_id, public_key=public_key,
             )  # fmt: skip
-            writes.vault.update_keyring(current.sha256, keyring)
-            return _envelope(writes, sha256)
+            writes.vault.update_keyring(current.cid, keyring)
+            refreshed = writes.vault.by_cid(current.cid)
+            assert refreshed is not None
+            return refreshed
 
     return _access(await run_in_threadpool(change))
 
@@ -202,20 +199,33 @@ def _jurisdictions(model: ReadModel, sha256: str) -> set[int]:
 async def revoke_access(
     sha256: Sha256Hex, agency_id: AgencyCode, caller: CurrentAgency, model: ReadModelDep, request: Request
 ) -> DocumentAccess:
-    """Drop ``agency_id``'s wrap; revoking an agency that holds none changes nothing."""
+    """Drop ``agency_id``'s wraps (every envelope of the document); revoking an agency that holds
+    none changes nothing. The customs authority of any jurisdiction whose declaration anchors the
+    document keeps its access: one jurisdiction cannot lock another out."""
     writes = writes_of(request)
-    _envelope(writes, sha256)
     own = model.agency(caller.agency_id or "")
-    if not caller.has_role(_CUSTOMS_AUTHORITY) or own is None or own.agency_index not in _jurisdictions(model, sha256):
+    jurisdictions = _jurisdictions(model, sha256)
+    if not caller.has_role(_CUSTOMS_AUTHORITY) or own is None or own.agency_index not in jurisdictions:
         raise Forbidden("only the customs authority of a declaration anchoring this document revokes access")
-    if agency_id == caller.agency_id:
-        raise InvalidSubmission("the jurisdiction cannot revoke its own access")
+    if not writes.vault.envelopes(bytes.fromhex(sha256[2:])):
+        raise DocumentNotFound(sha256.lower(), "no sealed copy stored by this service")
+    target = model.agency(agency_id)
+    if agency_id == caller.agency_id or (target is not None and target.agency_index in jurisdictions):
+        raise InvalidSubmission("the customs authority of an anchoring declaration keeps its access")
 
     def change() -> StoredEnvelope:
         with _KEYRING_LOCK:
-            current = _envelope(writes, sha256)
-            if agency_id in current.keyring.agencies:
-                writes.vault.update_keyring(current.sha256, current.keyring.revoke(agency_id))
-            return _envelope(writes, sha256)
+            envelopes = writes.vault.envelopes(bytes.fromhex(sha256[2:]))
+            for current in envelopes:
+                if agency_id in current.keyring.agencies:
+                    writes.vault.update_keyring(current.cid, current.keyring.revoke(agency_id))
+            return next(
+                (
+                    e
+                    for e in writes.vault.envelopes(bytes.fromhex(sha256[2:]))
+                    if caller.agency_id in e.keyring.agencies
+                ),
+                envelopes[0],
+            )
 
     return _access(await run_in_threadpool(change))

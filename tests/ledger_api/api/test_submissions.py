@@ -163,3 +163,39 @@ def test_metrics_expose_the_write_journal_and_the_index(service: Service) -> Non
     assert samples['ledger_outbox_entries{state="failed"}'] == 0
     assert samples["ledger_index_block"] > 0
     assert any(k.startswith('ledger_http_requests_total{method="POST",route="/v1/declarations"') for k in samples)
+
+
+def test_the_same_file_in_two_jurisdictions_keeps_both_accesses(service: Service) -> None:
+    shared = b"commercial invoice INV-SHARED-77 " + os.urandom(16)
+    exporter, importer = service.client("trader-tj-electronics"), service.client("trader-rtm-importer")
+    first = exporter.submit_declaration(_declaration("LRN-S-1"), [(1, "invoice.pdf", shared)])
+    second = importer.submit_declaration(
+        _declaration("LRN-S-2", jurisdiction="NL-RTM-CUSTOMS"), [(1, "inv.pdf", shared)]
+    )
+    for client, accepted in ((exporter, first), (importer, second)):
+        assert client.wait_settled(accepted["tracking_id"])["status"] == "final"
+    writes: WriteService = service.app.state.writes  # type: ignore[attr-defined]
+    digest = hashlib.sha256(shared).digest()
+    assert len(writes.vault.envelopes(digest)) == 2  # one envelope per entitled set, neither replaced
+    for agency in ("CN-TJ-CUSTOMS", "NL-RTM-CUSTOMS"):
+        key = writes.decryption_keys[agency]
+        assert writes.vault.open_for(digest, agency_id=agency, private_key=key, max_size=1 << 20) == shared
+    # Neither jurisdiction can lock the other out.
+    sha = "0x" + digest.hex()
+    nl = service.client("nl-rtm-customs-signer-0")
+    service.until(lambda: _indexed_document(nl, sha) and _visible(importer, second["declaration_id"]))
+    with pytest.raises(ApiProblem) as refused:
+        nl._json("DELETE", f"/v1/documents/{sha}/grants/CN-TJ-CUSTOMS")
+    assert _problem(refused) == (422, "invalid-submission")
+
+
+def _visible(client: object, declaration_id: str) -> bool:
+    return any(d["declaration_id"] == declaration_id for d in client.declarations())  # type: ignore[attr-defined]
+
+
+def _indexed_document(client: object, sha: str) -> bool:
+    try:
+        client.fetch_document(sha)  # type: ignore[attr-defined]
+    except ApiProblem:
+        return False
+    return True
