@@ -24,6 +24,7 @@ The tree::
     │   └── EventDecodeError          a log does not match the ABI of the event it claims to be
     ├── OutboxError                   the durable write journal (ledger_api.outbox)
     │   ├── IdempotencyConflict       an idempotency key was reused for a different request
+    │   ├── JournalBusy               the journal did not take a request in time (HTTP 503, retry)
     │   └── UnknownOutboxEntry        no journal entry with this id / key
     ├── DocumentError                 content stores, CIDs, CAR, envelopes, Merkle batches
     │   ├── DocumentTooLarge          input over the size limit (refused before reading it all)
@@ -89,6 +90,7 @@ __all__ = [
     "IdempotencyConflict",
     "IndexMismatch",
     "IntegrityError",
+    "JournalBusy",
     "InvalidCid",
     "InvalidSubmission",
     "LedgerError",
@@ -299,6 +301,17 @@ class IdempotencyConflict(OutboxError):
 
     def diagnostics(self) -> str:
         return f"{self}\nUse a fresh key for a new request; reuse a key only to retry the same request."
+
+
+class JournalBusy(OutboxError):
+    """The write journal did not take the request in time (disk or lock trouble); retry later."""
+
+    code = "journal-busy"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        #: Seconds to wait before retrying (the Retry-After header).
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class UnknownOutboxEntry(OutboxError):

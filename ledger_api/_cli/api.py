@@ -76,7 +76,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _read_document(spec: str) -> tuple[int, str, bytes]:
     kind, _, name = spec.partition(":")
-    if not kind.isdigit() or not 0 <= int(kind) <= 255 or not name:
+    if not (kind.isascii() and kind.isdigit()) or not 0 <= int(kind) <= 255 or not name:
         raise ConfigurationError(f"--document {spec!r}: expected TYPE:PATH with TYPE 0-255")
     path = Path(name)
     if not path.is_file():

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from ledger_api.api.auth import RequestAuthenticator
 from ledger_api.api.ratelimit import RateLimiter
@@ -59,6 +60,10 @@ def _token_identity(request: Request, authenticator: RequestAuthenticator, token
     return identity
 
 
+def _unsigned() -> Identity:
+    raise SignatureMissing("the request is not signed (RFC 9421 Signature / Signature-Input) and has no API token")
+
+
 def target_uri(request: Request) -> str:
     """The request's absolute URI as the client sent it (``@target-uri`` of RFC 9421).
 
@@ -83,11 +88,16 @@ async def authenticate(request: Request) -> Identity:
         raise ConfigurationError("no request authenticator configured")
     token = _bearer_token(request)
     if token is not None:
-        return _rate_limited(request, lambda: _token_identity(request, authenticator, token))
+        return await run_in_threadpool(_rate_limited, request, lambda: _token_identity(request, authenticator, token))
+    if "signature" not in request.headers or "signature-input" not in request.headers:
+        # Refused before the body is read: an unsigned request never makes the service buffer it.
+        return await run_in_threadpool(_rate_limited, request, lambda: _unsigned())
     body = await request.body()
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
     request.state.auth_method = "signature"
-    return _rate_limited(
+    # In a worker thread: a registry lookup on a cache miss is a network call (never on the event loop).
+    return await run_in_threadpool(
+        _rate_limited,
         request,
         lambda: authenticator.authenticate(method=request.method, url=target_uri(request), headers=headers, body=body),
     )
@@ -104,10 +114,11 @@ async def authenticate_streaming(request: Request) -> Identity:
         raise ConfigurationError("no request authenticator configured")
     token = _bearer_token(request)
     if token is not None:  # the route still checks the streamed body against the Content-Digest header
-        return _rate_limited(request, lambda: _token_identity(request, authenticator, token))
+        return await run_in_threadpool(_rate_limited, request, lambda: _token_identity(request, authenticator, token))
     headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
     request.state.auth_method = "signature"
-    return _rate_limited(
+    return await run_in_threadpool(
+        _rate_limited,
         request,
         lambda: authenticator.authenticate(method=request.method, url=target_uri(request), headers=headers, body=None),
     )

@@ -67,6 +67,7 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.OutboxError: (409, "Write journal conflict"),
     e.IdempotencyConflict: (409, "Idempotency key reused for a different request"),
     e.UnknownOutboxEntry: (404, "No such write"),
+    e.JournalBusy: (503, "Write journal busy"),
     e.DocumentError: (422, "Invalid document"),
     e.DocumentTooLarge: (413, "Document too large"),
     e.DocumentNotFound: (404, "Document not found"),

@@ -33,6 +33,7 @@ from ledger_api.errors import (
     DocumentNotFound,
     IdempotencyConflict,
     InvalidSubmission,
+    JournalBusy,
     LedgerError,
     NoCustody,
     OutboxError,
@@ -120,7 +121,7 @@ class GroupCommitter:
         except LedgerError as exc:
             results = [exc] * len(group)
         except Exception as exc:  # noqa: BLE001 - a journal failure must reach every waiter, not kill the thread
-            results = [OutboxError(f"journal write failed: {type(exc).__name__}")] * len(group)
+            results = [JournalBusy(f"journal write failed: {type(exc).__name__}")] * len(group)
         self.groups += 1
         self.requests += len(group)
         for pending, result in zip(group, results, strict=True):
@@ -132,7 +133,9 @@ class GroupCommitter:
         pending = _Pending(key=key, call=call, signer=signer)
         self._queue.put(pending)
         if not pending.done.wait(timeout):
-            raise OutboxError("the write journal did not answer in time")
+            # Still queued: it may be journaled later — a retry with the same idempotency key then
+            # returns that entry, so nothing is written twice.
+            raise JournalBusy("the write journal did not take the request in time; retry with the same key")
         if isinstance(pending.result, LedgerError):
             raise pending.result
         assert pending.result is not None

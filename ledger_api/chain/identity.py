@@ -2,7 +2,7 @@
 
 Backs request authentication (:class:`ledger_api.api.auth.IdentityDirectory`). Answers are cached
 for a few seconds: a suspended agency or revoked key stops working within that time. While the node
-is unreachable the last answer is served for up to ``max_stale`` seconds (the service keeps taking
+is unreachable the last answer is served for up to ``max_stale`` seconds (2 minutes) (the service keeps taking
 writes into its outbox and serving reads); a caller never seen before gets ``ChainUnavailable``.
 """
 
@@ -27,12 +27,15 @@ _ACTIVE = 1
 class RegistryDirectory:
     """Resolve callers from the registry's views, with a short TTL cache."""
 
-    def __init__(self, *, w3: Web3, registry: str, ttl: float = 5.0, max_stale: float = 900.0) -> None:
+    def __init__(
+        self, *, w3: Web3, registry: str, ttl: float = 5.0, max_stale: float = 120.0, max_entries: int = 50_000
+    ) -> None:
         self._registry = w3.eth.contract(
             address=Web3.to_checksum_address(registry), abi=load_artifact("AgencyRegistry").abi
         )
         self._ttl = ttl
         self._max_stale = max_stale
+        self._max_entries = max_entries
         #: Named in errors (the JSON-RPC endpoint when built by :meth:`connect`).
         self.endpoint = "the registry's node"
         self._cache: dict[str, tuple[float, Identity | None]] = {}
@@ -60,6 +63,10 @@ class RegistryDirectory:
                 return cached[1]  # the last answer, while the node is down (bounded)
             raise ChainUnavailable(self.endpoint, f"registry lookup failed ({type(exc).__name__})") from exc
         with self._lock:
+            if len(self._cache) >= self._max_entries:  # bounded: drop what has expired, else start over
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                if len(self._cache) >= self._max_entries:
+                    self._cache.clear()
             self._cache[address] = (now + self._ttl, identity)
         return identity
 

@@ -180,7 +180,7 @@ async def _form_fields(form: FormData, max_document: int) -> _DeclarationForm:
         files.append(await _read_limited(upload, max_document, f"document {upload.filename or i}"))
     kinds: list[int] = []
     for value in form.getlist("document_types"):
-        if not isinstance(value, str) or not value.isdigit() or not 0 <= int(value) <= 255:
+        if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or not 0 <= int(value) <= 255:
             raise InvalidSubmission("document_types are integers 0-255, one per document")
         kinds.append(int(value))
     share = [v for v in form.getlist("share_with") if isinstance(v, str)]
@@ -200,6 +200,8 @@ def _parse_declaration(raw: bytes) -> tuple[Any, DeclarationHeader]:
         document = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidSubmission(f"the declaration is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidSubmission("the declaration nests too deeply") from None
     if not isinstance(document, dict):
         raise InvalidSubmission("the declaration must be a JSON object")
     try:

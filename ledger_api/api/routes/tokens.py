@@ -78,6 +78,9 @@ async def list_tokens(caller: CurrentIdentity, request: Request) -> list[TokenPu
 async def revoke(
     token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")], caller: CurrentIdentity, request: Request
 ) -> None:
-    """Revoke the token at once (other workers of the instance within 2 s); 404 if it is not the caller's."""
+    """Revoke the token at once (other workers of the instance within 2 s); 404 if it is not the caller's.
+    Signed requests only: a leaked token must not be able to revoke its owner's other tokens."""
+    if getattr(request.state, "auth_method", None) != "signature":
+        raise Forbidden("API tokens are revoked with an RFC 9421-signed request")
     if not _store(request).revoke(caller.address, token_id):
         raise SubmissionNotFound(token_id)

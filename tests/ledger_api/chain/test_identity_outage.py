@@ -16,7 +16,7 @@ TRADER = "0x" + "ab" * 20
 
 class _Flaky(RegistryDirectory):
     def __init__(self, **kwargs: Any) -> None:  # no web3 contract: _lookup is replaced
-        self._ttl, self._max_stale = kwargs["ttl"], kwargs["max_stale"]
+        self._ttl, self._max_stale, self._max_entries = kwargs["ttl"], kwargs["max_stale"], 1000
         self._cache = {}
         import threading
 
