@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ledger_api._runtime import bound_recursion
 from ledger_api.errors import LedgerError
 
 __all__ = ["main"]
@@ -41,7 +42,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``ledger`` command; returns the process exit status."""
-    parser = _build_parser()
+    parser = _build_parser()  # imports the command groups (web3 among them)
+    bound_recursion()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)

@@ -92,6 +92,8 @@ def _submit(args: argparse.Namespace) -> int:
         declaration = json.loads(path.read_bytes())
     except ValueError as exc:
         raise ConfigurationError(f"{path}: not JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigurationError(f"{path}: JSON nested too deeply") from None
     if not isinstance(declaration, dict):
         raise ConfigurationError(f"{path}: the declaration must be a JSON object")
     documents = [_read_document(spec) for spec in args.document]

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger_api import __version__
+from ledger_api._runtime import bound_recursion
 from ledger_api.api.health import HealthCheck, run_checks
 from ledger_api.api.limits import BodySizeLimit
 from ledger_api.api.metrics import install_metrics
@@ -50,6 +51,7 @@ def create_app(
     ``lifespan`` starts and stops background work (indexer, head tracker). ``rate_limits`` (None: no
     limits) budgets authenticated callers and failing client addresses; ``GET /metrics`` requires
     ``metrics_token`` as a bearer token when it is set, else it serves loopback clients only."""
+    bound_recursion()
     app = FastAPI(
         lifespan=lifespan,
         title="Customs document-provenance ledger",

@@ -64,3 +64,11 @@ def test_unsigned_requests_are_refused_before_the_body_is_read(service: Service)
     response = httpx.post(service.base_url + "/v1/declarations", content=b"x" * 1_000_000,
                           headers={"content-type": "application/octet-stream"})  # fmt: skip
     assert response.status_code == 401 and response.json()["code"] == "signature-missing"
+
+
+def test_deeply_nested_json_bodies_are_422_and_the_service_survives(service: Service) -> None:
+    deep = b'{"a":' * 200_000 + b"1" + b"}" * 200_000
+    for path in ("/v1/tokens", "/v1/stamps/signed"):
+        response = _signed(service, "POST", path, body=deep, headers={"content-type": "application/json"})
+        assert response.status_code == 422 and response.json()["code"] == "invalid-request", (path, response.text)
+    assert httpx.get(service.base_url + "/health").status_code == 200  # still alive
