@@ -56,6 +56,7 @@ The tree::
         ├── RateLimited               over a request budget, per caller or per failing address (HTTP 429)
         ├── NoCustody                 this service holds no signing key for the caller (HTTP 403)
         ├── SubmissionNotFound        no tracked write with this id for the caller (HTTP 404)
+        ├── TokenNotFound             no API token with this id of the caller (HTTP 404)
         ├── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
         ├── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
         └── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
@@ -110,6 +111,7 @@ __all__ = [
     "StoreUnavailable",
     "SubmissionNotFound",
     "TamperedEnvelope",
+    "TokenNotFound",
     "ToolchainError",
     "TransactionError",
     "TransactionFailed",
@@ -622,6 +624,16 @@ class SubmissionNotFound(AccessError):
     def __init__(self, tracking_id: str) -> None:
         self.tracking_id = tracking_id
         super().__init__(f"no submission {tracking_id} made by the caller")
+
+
+class TokenNotFound(AccessError):
+    """No API token with this id belongs to the caller."""
+
+    code = "token-not-found"
+
+    def __init__(self, token_id: str) -> None:
+        self.token_id = token_id
+        super().__init__(f"no API token {token_id} of the caller")
 
 
 class InvalidSubmission(AccessError):

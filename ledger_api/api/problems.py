@@ -83,6 +83,7 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.RateLimited: (429, "Too many requests"),
     e.NoCustody: (403, "This service cannot sign for the caller"),
     e.SubmissionNotFound: (404, "Submission not found"),
+    e.TokenNotFound: (404, "API token not found"),
     e.InvalidSubmission: (422, "Invalid submission"),
     e.StampNotFound: (404, "Stamp not found"),
     e.ProposalNotFound: (404, "Proposal not found"),

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ledger_api.api.deps import CurrentIdentity
 from ledger_api.api.tokens import MAX_TTL, TokenInfo, TokenStore
-from ledger_api.errors import ConfigurationError, Forbidden, InvalidSubmission, SubmissionNotFound
+from ledger_api.errors import ConfigurationError, Forbidden, InvalidSubmission, TokenNotFound
 
 __all__ = ["router"]
 
@@ -83,4 +83,4 @@ async def revoke(
     if getattr(request.state, "auth_method", None) != "signature":
         raise Forbidden("API tokens are revoked with an RFC 9421-signed request")
     if not _store(request).revoke(caller.address, token_id):
-        raise SubmissionNotFound(token_id)
+        raise TokenNotFound(token_id)

@@ -70,6 +70,7 @@ OK: Outcome = "OK"  # let through: the probe was answered 2xx
 F: Outcome = (403, "forbidden")
 DNF: Outcome = (404, "declaration-not-found")
 SNF: Outcome = (404, "submission-not-found")
+TNF: Outcome = (404, "token-not-found")
 STNF: Outcome = (404, "stamp-not-found")
 DOC: Outcome = (404, "document-not-found")  # no wrap: exactly as an unknown sha256
 UNSIGNED: Outcome = (401, "signature-missing")
@@ -107,7 +108,7 @@ MATRIX: dict[tuple[str, str], tuple[Outcome, ...]] = {
     ("GET",    G + "/{proposal_id}"):                         (F,   F,     F,      F,       F,    F,    F,    OK),
     ("POST",   "/v1/tokens"):                                 (OK,  OK,    OK,     OK,      OK,   OK,   OK,   OK),
     ("GET",    "/v1/tokens"):                                 (OK,  OK,    OK,     OK,      OK,   OK,   OK,   OK),
-    ("DELETE", "/v1/tokens/{token_id}"):                      (OK,  SNF,   SNF,    SNF,     SNF,  SNF,  SNF,  SNF),
+    ("DELETE", "/v1/tokens/{token_id}"):                      (OK,  TNF,   TNF,    TNF,     TNF,  TNF,  TNF,  TNF),
 }
 # fmt: on
 

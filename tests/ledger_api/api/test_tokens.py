@@ -35,7 +35,7 @@ def test_a_token_stands_in_for_signatures_until_revoked(service: Service, tmp_pa
 
         signed.revoke_token(issued["token_id"])
         assert _problem(lambda: desk.verify_hash("0x" + "00" * 32)) == (401, "signature-invalid")
-    assert _problem(lambda: signed.revoke_token("00" * 8)) == (404, "submission-not-found")
+    assert _problem(lambda: signed.revoke_token("00" * 8)) == (404, "token-not-found")
     assert _problem(lambda: signed.mint_token(ttl_seconds=10**9)) == (422, "invalid-request")
 
 
