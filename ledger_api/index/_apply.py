@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ledger_api.chain.events import DecodedEvent
@@ -19,6 +19,10 @@ _ALERT_ON_DECLARATION = 1
 
 _Handler = Callable[["Applier", DecodedEvent, Mapping[str, Any], int], None]
 
+#: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call (same output).
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
+_INSERT_EVENT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
 
 class Applier:
     """Turns events into rows. Keeps small caches of current snapshots; :meth:`reset` drops them."""
@@ -31,6 +35,8 @@ class Applier:
         self._declaration_state: dict[str, tuple[Any, ...]] = {}
         self._agency_ids: dict[int, str] = {}
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
+        # rows of ``events`` (one per event), queued apart from the others: no dict lookup per event
+        self._event_rows: list[tuple[Any, ...]] = []
 
     def _insert(self, sql: str, row: tuple[Any, ...]) -> None:
         """Queue a row; rows are written with ``executemany`` per statement at :meth:`flush`."""
@@ -47,6 +53,9 @@ class Applier:
 
     def flush(self) -> None:
         """Write every queued row (call inside the page's transaction)."""
+        if self._event_rows:
+            self._db.executemany(_INSERT_EVENT, self._event_rows)
+            self._event_rows.clear()
         for sql, rows in self._pending.items():
             self._db.executemany(sql, rows)
         self._pending.clear()
@@ -59,29 +68,30 @@ class Applier:
         self._declaration_state.clear()
         self._agency_ids.clear()
         self._pending.clear()
+        self._event_rows.clear()
 
     def apply(self, event: DecodedEvent, timestamp: int) -> None:
         """Record ``event`` (mined at ``timestamp``) in ``events`` and the tables it affects.
 
         ``event`` comes from a decoder with ``hex_bytes=True`` (bytes already 0x-hex, JSON-ready).
         """
-        args = event.args
-        self._insert(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                (event.block_number << 20) | event.log_index,
-                event.block_number,
-                event.log_index,
-                event.tx_hash,
-                event.block_hash,
-                event.contract,
-                event.name,
-                json.dumps(args, separators=(",", ":")),
-            ),
-        )
-        handler = _HANDLERS.get(event.name)
-        if handler is not None:
-            handler(self, event, args, timestamp)
+        self.apply_all((event,), {event.block_number: timestamp})
+
+    def apply_all(self, events: Sequence[DecodedEvent], timestamps: Mapping[int, int]) -> None:
+        """:meth:`apply` every event of a page in order (``timestamps``: block number → timestamp)."""
+        event_rows = self._event_rows
+        handlers = _HANDLERS
+        for event in events:
+            contract, name, _address, block_number, block_hash, tx_hash, log_index, args = event
+            event_rows.append(
+                (
+                    (block_number << 20) | log_index, block_number, log_index, tx_hash, block_hash, contract, name,
+                    _to_json(args),
+                )
+            )  # fmt: skip
+            handler = handlers.get(name)
+            if handler is not None:
+                handler(self, event, args, timestamps[block_number])
 
     # ------------------------------------------------------------------ helpers
 

@@ -244,8 +244,7 @@ class Indexer:
             decode += t1 - t0
             try:
                 self._db.execute("BEGIN")
-                for event in events:
-                    self._applier.apply(event, blocks[event.block_number][1])
+                self._applier.apply_all(events, {number: ts for number, (_, ts) in blocks.items()})
                 self._applier.flush()
                 self._db.executemany(
                     "INSERT OR REPLACE INTO blocks VALUES (?, ?, ?)",
