@@ -45,21 +45,25 @@ The tree::
     ├── ReadModelError                the event index (ledger_api.index)
     │   ├── IndexMismatch             the index database belongs to another chain / deployment
     │   └── ReorgTooDeep              no common ancestor among the blocks the index remembers
-    └── AccessError                   who is calling, and may they (ledger_api.api.auth)
-        ├── AuthenticationError       no valid request signature (HTTP 401)
-        │   ├── SignatureMissing      the request carries no Signature / Signature-Input
-        │   ├── SignatureInvalid      malformed, expired, wrong key, tampered request or body
-        │   ├── SignatureReplayed     this signature's nonce was already used
-        │   └── UnknownCaller         the key is not a currently valid agency key or trader
-        ├── Forbidden                 authenticated, but not allowed to do this (HTTP 403)
-        ├── DeclarationNotFound       no such declaration, or not one the caller may see (HTTP 404)
-        ├── RateLimited               over a request budget, per caller or per failing address (HTTP 429)
-        ├── NoCustody                 this service holds no signing key for the caller (HTTP 403)
-        ├── SubmissionNotFound        no tracked write with this id for the caller (HTTP 404)
-        ├── TokenNotFound             no API token with this id of the caller (HTTP 404)
-        ├── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
-        ├── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
-        └── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
+    ├── AccessError                   who is calling, and may they (ledger_api.api.auth)
+    │   ├── AuthenticationError       no valid request signature (HTTP 401)
+    │   │   ├── SignatureMissing      the request carries no Signature / Signature-Input
+    │   │   ├── SignatureInvalid      malformed, expired, wrong key, tampered request or body
+    │   │   ├── SignatureReplayed     this signature's nonce was already used
+    │   │   └── UnknownCaller         the key is not a currently valid agency key or trader
+    │   ├── Forbidden                 authenticated, but not allowed to do this (HTTP 403)
+    │   ├── DeclarationNotFound       no such declaration, or not one the caller may see (HTTP 404)
+    │   ├── RateLimited               over a request budget, per caller or per failing address (HTTP 429)
+    │   ├── NoCustody                 this service holds no signing key for the caller (HTTP 403)
+    │   ├── SubmissionNotFound        no tracked write with this id for the caller (HTTP 404)
+    │   ├── TokenNotFound             no API token with this id of the caller (HTTP 404)
+    │   ├── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
+    │   ├── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
+    │   └── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
+    └── OracleError                   a long-running oracle (oracles/) could not do its work
+        ├── RuleSetError              a risk rule set is missing, malformed or not the anchored one
+        ├── AttestationRejected       a partner feed item is forged, replayed, expired or malformed
+        └── CheckpointError           a witness checkpoint is malformed or its signature does not hold
 
 Sections below are owned by the package named in their heading; keep each subtree together.
 """
@@ -70,12 +74,14 @@ import math
 
 __all__ = [
     "AccessError",
+    "AttestationRejected",
     "AccessRevoked",
     "ArtifactMismatch",
     "AuthenticationError",
     "CanonicalizationError",
     "ChainError",
     "ChainUnavailable",
+    "CheckpointError",
     "ConfigurationError",
     "ContractRevert",
     "DeclarationNotFound",
@@ -98,12 +104,14 @@ __all__ = [
     "LogQueryError",
     "MalformedBlock",
     "NoCustody",
+    "OracleError",
     "OutboxError",
     "ProofError",
     "ProposalNotFound",
     "RateLimited",
     "ReadModelError",
     "ReorgTooDeep",
+    "RuleSetError",
     "SignatureInvalid",
     "SignatureMissing",
     "SignatureReplayed",
@@ -660,3 +668,38 @@ class ProposalNotFound(AccessError):
     def __init__(self, proposal_id: int) -> None:
         self.proposal_id = proposal_id
         super().__init__(f"no governance proposal {proposal_id}")
+
+
+# --- oracles -----------------------------------------------------------------------------------
+
+
+class OracleError(LedgerError):
+    """A long-running oracle (``oracles/``) could not do its work."""
+
+    code = "oracle-error"
+
+
+class RuleSetError(OracleError):
+    """A risk rule set is missing, malformed, or is not the one anchored on chain."""
+
+    code = "invalid-rule-set"
+
+
+class AttestationRejected(OracleError):
+    """A partner feed item (signed stamp / attestation) is forged, replayed, expired or malformed.
+
+    ``reason`` is a stable short code (``bad-signature``, ``expired``, ``replayed``, …) reported
+    back to the partner and kept in the bridge's rejection log.
+    """
+
+    code = "attestation-rejected"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}")
+
+
+class CheckpointError(OracleError):
+    """A witness checkpoint is malformed, or its signature does not hold for the claimed agency."""
+
+    code = "invalid-checkpoint"

@@ -123,9 +123,7 @@ def _cmd_merkle_verify(args: argparse.Namespace) -> int:
     value = _load_json(args.value, "--value") if args.value else bundle.get("value")
     proof = _load_json(args.proof, "--proof") if args.proof else bundle.get("proof")
     if root is None or types is None or value is None or proof is None:
-        raise DocumentError(
-            "need --root, --types, --value and --proof (or a --bundle holding them)"
-        )
+        raise DocumentError("need --root, --types, --value and --proof (or a --bundle holding them)")
     if not isinstance(value, list) or not isinstance(proof, list):
         raise DocumentError("--value and --proof must be JSON arrays")
     StandardMerkleTree.verify(root, types, value, proof)  # raises ProofError
@@ -230,12 +228,8 @@ def register(subparsers: Any) -> None:
         description='VALUES.json is a JSON array of leaf tuples, e.g. [["0x…", "5"], …].',
     )
     build.add_argument("values", metavar="VALUES.json")
-    build.add_argument(
-        "--types", required=True, help="comma-separated ABI types, e.g. bytes32,uint256"
-    )
-    build.add_argument(
-        "-o", "--output", metavar="FILE", help="write the dump here (prints the root)"
-    )
+    build.add_argument("--types", required=True, help="comma-separated ABI types, e.g. bytes32,uint256")
+    build.add_argument("-o", "--output", metavar="FILE", help="write the dump here (prints the root)")
     build.set_defaults(handler=_cmd_merkle_build)
 
     proof = msub.add_parser("proof", help="print the proof bundle for one leaf of a dump")
@@ -258,9 +252,7 @@ def register(subparsers: Any) -> None:
     verify.set_defaults(handler=_cmd_merkle_verify)
 
     store = subparsers.add_parser("store", help="put / get / pin documents in a content store")
-    store.add_argument(
-        "--store", default=_DEFAULT_STORE, help=f"local store directory ({_DEFAULT_STORE})"
-    )
+    store.add_argument("--store", default=_DEFAULT_STORE, help=f"local store directory ({_DEFAULT_STORE})")
     store.add_argument("--ipfs-api", metavar="MULTIADDR", help="use an IPFS RPC API instead")
     ssub = store.add_subparsers(dest="store_command", metavar="SUBCOMMAND")
     put = ssub.add_parser("put", help="store a file; prints its CID")

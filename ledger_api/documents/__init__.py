@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ledger_api.documents._car import CarImport, export_car, import_car, iter_car
 from ledger_api.documents._cid import Cid
+from ledger_api.documents._configured import LazyIpfsStore, content_store
 from ledger_api.documents._envelope import (
     ENVELOPE_MAGIC,
     ENVELOPE_VERSION,
@@ -57,6 +58,7 @@ __all__ = [
     "IpfsStore",
     "KeyWrap",
     "Keyring",
+    "LazyIpfsStore",
     "LocalStore",
     "MultiProof",
     "SealedDocument",
@@ -64,6 +66,7 @@ __all__ = [
     "StoredDocument",
     "cid_of",
     "cid_of_file",
+    "content_store",
     "envelope_document_id",
     "export_car",
     "import_car",
