@@ -130,6 +130,12 @@ class AnchorView:
     block_number: int
     log_index: int
     timestamp: int
+    seq: int = 0  # order among one event's anchors (set by ReadModel.anchors_after)
+
+    @property
+    def cursor(self) -> tuple[int, int, int]:
+        """Position to resume :meth:`ReadModel.anchors_after` from."""
+        return (self.block_number, self.log_index, self.seq)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -326,3 +326,18 @@ def test_an_index_of_another_deployment_is_refused(chain: Any, indexer: Any, tmp
     other = dataclasses.replace(chain.deployment, ledger="0x" + "12" * 20)
     with pytest.raises(IndexMismatch):
         Indexer.for_deployment(other, database=copy, rpc_url=chain.rpc_url)
+
+
+def test_anchors_after_walks_every_anchor_once_in_chain_order_whatever_the_page_size(indexer: Any) -> None:
+    everything = indexer.model.anchors_after(limit=10_000)
+    assert everything, "the scenario anchors documents"
+    positions = [(a.block_number, a.log_index, a.seq) for a in everything]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    # a declaration and its supporting documents share one event position
+    assert len({(a.block_number, a.log_index) for a in everything}) < len(everything)
+    for page in (1, 2, 3, 7):
+        walked, cursor = [], (-1, -1, -1)
+        while batch := indexer.model.anchors_after(cursor, limit=page):
+            walked += batch
+            cursor = batch[-1].cursor
+        assert walked == everything
