@@ -421,6 +421,12 @@ class ReadModel:
         with self._snapshot():
             return self._agency(agency)
 
+    def agencies(self) -> list[AgencyView]:
+        """Every registered agency (current state), by agency index."""
+        with self._snapshot():
+            indexes = [int(r[0]) for r in self._db.execute("SELECT agency_index FROM agencies ORDER BY agency_index")]
+            return [view for i in indexes if (view := self._agency(i)) is not None]
+
     def _agency(self, agency: str | bytes | int) -> AgencyView | None:
         if isinstance(agency, int):
             row = self._db.execute("SELECT agency_id FROM agencies WHERE agency_index = ?", (agency,)).fetchone()

@@ -3,7 +3,8 @@
 A submission is accepted once it is durable in the outbox: the response is ``202`` with a tracking
 id (``GET /v1/submissions/{tracking_id}``) whatever the chain node is doing. Supporting files and the
 declaration document itself are sealed for the jurisdiction's customs authority (and any agencies
-named in ``share_with``) and stored in the content store first; if the store is down the request is
+named in ``share_with``; the declaration document also for the active risk-oracle agencies, which
+channel it from its content) and stored in the content store first; if the store is down the request is
 refused with 503 + Retry-After and nothing is journaled.
 """
 
@@ -42,6 +43,7 @@ MAX_SHARE_WITH = 8
 _ACTIVE = 1  # AgencyStatus.ACTIVE
 _AGENCY_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
 _CUSTOMS_AUTHORITY_BIT = 1 << 0
+_RISK_ORACLE_BIT = 1 << 3
 
 DeclarationId = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="declaration id (its commitment)")]
 IdempotencyKey = Annotated[
@@ -128,6 +130,16 @@ def _active_agency_key(model: ReadModel, code: str, *, customs: bool) -> tuple[i
     if len(key) != 32 or not any(key):
         raise InvalidSubmission(f"{code} has no document encryption key registered")
     return view.agency_index, AgencyPublicKey(raw=key)
+
+
+def _risk_oracle_keys(model: ReadModel) -> dict[str, AgencyPublicKey]:
+    """Encryption keys of the active RISK_ORACLE agencies that registered one, by agency code."""
+    keys = {}
+    for view in model.agencies():
+        key = bytes.fromhex(view.encryption_key.removeprefix("0x"))
+        if view.status == _ACTIVE and view.roles & _RISK_ORACLE_BIT and len(key) == 32 and any(key):
+            keys[view.code] = AgencyPublicKey(raw=key)
+    return keys
 
 
 async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
@@ -228,9 +240,12 @@ async def _prepare(
     recipients = {header.jurisdiction: customs_key}
     for code in share_with:
         recipients[code] = _active_agency_key(model, code, customs=False)[1]
+    # The declaration itself (not its supporting files) is also readable by the risk oracles, which
+    # assign its selectivity channel from its goods, origin and value.
+    declaration_recipients = {**_risk_oracle_keys(model), **recipients}
 
     def store() -> tuple[StoredEnvelope, list[calls.SupportingDocumentRef]]:
-        main = writes.vault.seal_and_store(canonical, recipients=recipients, sha256=commitment)
+        main = writes.vault.seal_and_store(canonical, recipients=declaration_recipients, sha256=commitment)
         refs = []
         for kind, content in zip(document_types, files, strict=True):
             digest = sha256_bytes(content)

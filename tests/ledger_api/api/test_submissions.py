@@ -53,6 +53,11 @@ def test_a_trader_submits_and_the_declaration_is_anchored_with_its_sealed_docume
     envelope = writes.vault.get(hashlib.sha256(invoice).digest())
     assert envelope is not None and envelope.keyring.agencies == ["CN-TJ-CUSTOMS"]
     assert invoice not in writes.vault.store.read(envelope.cid)
+    # The declaration document itself is also sealed for the risk oracle (it channels it from its
+    # goods); the supporting files are not.
+    sealed_declaration = writes.vault.get(declaration_commitment(declaration))
+    assert sealed_declaration is not None
+    assert sorted(sealed_declaration.keyring.agencies) == ["CN-TJ-CUSTOMS", "CONSORTIUM-RISK"]
 
 
 def test_retries_anchor_once_and_a_reused_key_with_other_content_conflicts(service: Service) -> None:
