@@ -19,7 +19,13 @@ from ledger_api.errors import LedgerError
 __all__ = ["main"]
 
 #: Command-group modules, in the order they appear in ``ledger --help``.
-_GROUPS = ("ledger_api._cli.node", "ledger_api._cli.documents", "ledger_api._cli.api", "ledger_api._cli.oracle", "ledger_api._cli.audit")
+_GROUPS = (
+    "ledger_api._cli.node",
+    "ledger_api._cli.documents",
+    "ledger_api._cli.api",
+    "ledger_api._cli.oracle",
+    "ledger_api._cli.audit",
+)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
