@@ -44,6 +44,7 @@ def _life(ledger: Ledger, kill_after_steps: int | None) -> tuple[bool, str]:
 
 
 @pytest.mark.integration
+@pytest.mark.faults
 def test_an_oracle_killed_at_random_points_posts_every_fact_exactly_once(ledger: Ledger) -> None:
     random.seed(20261123)
     kills = 0

@@ -137,6 +137,7 @@ def ledger(tmp_path: Path) -> Iterator[CrashLedger]:
 # ---------------------------------------------------------------------------------------- the tests
 
 
+@pytest.mark.faults
 def test_service_sigkilled_during_concurrent_submissions_loses_none_and_anchors_each_once(
     ledger: CrashLedger,
 ) -> None:
@@ -168,6 +169,7 @@ def test_service_sigkilled_during_concurrent_submissions_loses_none_and_anchors_
     )
 
 
+@pytest.mark.faults
 def test_node_sigkilled_and_restarted_from_its_state_loses_none_and_anchors_each_once(
     ledger: CrashLedger,
 ) -> None:

@@ -19,6 +19,7 @@ from tests.ledger_api.api.conftest import Service, serve
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.faults
 def test_writes_queue_and_reads_continue_while_the_node_is_down(deployed: tuple[Settings, Deployment]) -> None:
     settings, record = deployed
     settings = settings.model_copy(update={"rate_limit_enabled": False})

@@ -36,6 +36,7 @@ def test_prefetched_pages_keep_their_order_and_errors_arrive_in_place() -> None:
     assert threading.active_count() <= before
 
 
+@pytest.mark.faults
 def test_node_down_then_back(chain: Any, tmp_path: Path) -> None:
     indexer = Indexer.for_deployment(
         chain.deployment, database=tmp_path / "index.db", rpc_url=chain.rpc_url, rpc_retries=1

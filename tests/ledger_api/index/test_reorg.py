@@ -33,6 +33,7 @@ def _fresh(chain: Any, tmp: Path, name: str) -> Indexer:
     return Indexer.for_deployment(chain.deployment, database=tmp / f"{name}.db", rpc_url=chain.rpc_url)
 
 
+@pytest.mark.faults
 def test_revert_to_snapshot_then_a_different_fork_rolls_back(chain: Any, tmp_path: Path) -> None:
     indexer = _fresh(chain, tmp_path, "live")
     indexer.poll()
@@ -65,6 +66,7 @@ def test_revert_to_snapshot_then_a_different_fork_rolls_back(chain: Any, tmp_pat
         indexer.close()
 
 
+@pytest.mark.faults
 def test_anvil_reorg_replaces_recent_blocks_and_the_index_follows(chain: Any, tmp_path: Path) -> None:
     indexer = _fresh(chain, tmp_path, "live2")
     for n in range(4):

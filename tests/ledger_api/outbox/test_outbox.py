@@ -195,6 +195,7 @@ def test_entries_of_keys_this_service_does_not_hold_wait_without_blocking_others
 # ---------------------------------------------------------------------------------------- crash points
 
 
+@pytest.mark.faults
 def test_crash_after_journaling_before_broadcast_resends_the_same_bytes(
     outbox_chain: Any, client: LedgerClient, journal_path: Path
 ) -> None:
@@ -218,6 +219,7 @@ def test_crash_after_journaling_before_broadcast_resends_the_same_bytes(
     restarted.close()
 
 
+@pytest.mark.faults
 def test_crash_after_broadcast_before_receipt_is_recorded(
     outbox_chain: Any, client: LedgerClient, outbox: Outbox
 ) -> None:
@@ -231,6 +233,7 @@ def test_crash_after_broadcast_before_receipt_is_recorded(
     assert outbox.get(entry.id).state == EntryState.FINAL
 
 
+@pytest.mark.faults
 def test_nonce_taken_by_another_transaction_never_anchors_twice(
     outbox_chain: Any, client: LedgerClient, outbox: Outbox
 ) -> None:
@@ -256,6 +259,7 @@ def test_nonce_taken_by_another_transaction_never_anchors_twice(
 
 
 @pytest.mark.usefixtures("manual_mining")
+@pytest.mark.faults
 def test_dropped_and_stuck_transactions_are_repaired_by_the_worker(
     outbox_chain: Any, client: LedgerClient, outbox: Outbox
 ) -> None:
@@ -320,6 +324,7 @@ def test_confirmations_hold_entries_in_mined_until_deep_enough(outbox_chain: Any
     deep.close()
 
 
+@pytest.mark.faults
 def test_a_rolled_back_chain_is_detected_and_entries_anchor_again(
     outbox_chain: Any, client: LedgerClient, outbox: Outbox
 ) -> None:
@@ -359,6 +364,7 @@ def test_the_worker_thread_stops_on_request(outbox_chain: Any, client: LedgerCli
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_service_killed_at_random_points_loses_nothing_and_anchors_once(outbox_chain: Any, journal_path: Path) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -400,6 +406,7 @@ def test_service_killed_at_random_points_loses_nothing_and_anchors_once(outbox_c
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_node_killed_and_restarted_from_its_state_file_recovers_every_entry(
     outbox_chain: Any, client: LedgerClient, outbox: Outbox
 ) -> None:
