@@ -149,11 +149,7 @@ class ReplicationOracle(Oracle):
         super().__init__(ctx)
         self.replicas = ctx.oracle_settings.replicas
         self.last: _Pass | None = None
-        if self.replicas > len(ctx.stores):
-            log_event(
-                ctx.log, "fewer nodes than replicas: every document will stay under-replicated",
-                level=logging.WARNING, replicas=self.replicas, nodes=len(ctx.stores),
-            )  # fmt: skip
+        self._warned = False
 
     # ---------------------------------------------------------------- anchors
 
@@ -299,6 +295,12 @@ class ReplicationOracle(Oracle):
 
     def step(self) -> int:
         """One pass: walk new anchors, survey the nodes, repair, report. Returns anchors + copies."""
+        if self.replicas > len(self.ctx.stores) and not self._warned:
+            self._warned = True
+            log_event(
+                self.ctx.log, "fewer nodes than replicas: every document will stay under-replicated",
+                level=logging.WARNING, replicas=self.replicas, nodes=len(self.ctx.stores),
+            )  # fmt: skip
         read, new = self._walk_anchors()
         result = _Pass(new_documents=new)
         self._survey(result)
