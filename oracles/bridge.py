@@ -219,6 +219,8 @@ def parse_item(body: bytes, *, max_bytes: int) -> SignedItem:
     """
     if len(body) > max_bytes:
         raise AttestationRejected("too-large", f"{len(body)} bytes > {max_bytes}")
+    if body.count(b"{") + body.count(b"[") > 1:  # an item is one flat object: never hand json deep nesting
+        raise _malformed("an item is one flat JSON object")
     try:
         item = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except AttestationRejected:
@@ -445,6 +447,8 @@ class BridgeOracle(Oracle):
             if known.get("failed"):
                 raise AttestationRejected(known["failed"], f"its relay failed on chain: {known.get('error')}")
             raise AttestationRejected("replayed", f"already accepted for relay at {known['accepted_at']:.0f}")
+        if self.ctx.posted(f"stamp:{key}") is not None:  # journaled, then a crash before it was recorded
+            return self._accept(item, key, source)
         self._check_domain()
         now, on_chain_nonce = self._chain_now_and_nonce(s.signer)
         # The contract's order: deadline, signedAt, window, values (parse_item), signature, nonce, registry.
@@ -467,9 +471,16 @@ class BridgeOracle(Oracle):
         self._check_registry(s)
         if expected == on_chain_nonce:  # nothing of this signer in flight: the chain can judge the whole call
             self._simulate(item, now)
+        return self._accept(item, key, source)
+
+    def _accept(self, item: SignedItem, key: str, source: str) -> Outcome:
+        """Journal the relay (first), then remember the item and its nonce in flight."""
+        s = item.stamp
+        stamp_id = "0x" + s.report_sha256.hex()
         self.ctx.post(f"stamp:{key}", calls.relay_stamp(stamp=s, signature=item.signature))
+        pending = self._pending()
         record = {
-            "signer": s.signer, "nonce": s.nonce, "stamp_id": "0x" + s.report_sha256.hex(),
+            "signer": s.signer, "nonce": s.nonce, "stamp_id": stamp_id,
             "declaration_id": "0x" + s.declaration_id.hex(), "stamp_type": s.stamp_type, "source": source,
             "accepted_at": time.time(),
         }  # fmt: skip
@@ -479,7 +490,7 @@ class BridgeOracle(Oracle):
         self.ctx.state.set("accepted_count", int(self.ctx.state.get("accepted_count", 0)) + 1)
         log_event(self.ctx.log, "stamp accepted for relay", digest=key, signer=s.signer, nonce=s.nonce,
                   stamp_type=s.stamp_type, source=source)  # fmt: skip
-        return Outcome(status="accepted", digest=key, stamp_id=record["stamp_id"])
+        return Outcome(status="accepted", digest=key, stamp_id=stamp_id)
 
     def _check_registry(self, s: calls.SignedStampFields) -> None:
         """Key known, valid at ``signedAt`` (never compromised), agency active with the stamp's role."""
