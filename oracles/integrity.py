@@ -280,6 +280,7 @@ class IntegrityOracle(Oracle):
         self._unreachable: dict[str, str] = {}
         self._agency_codes: dict[int, str] = {}
         self._reposted = False
+        self._last: dict[str, int] = {}
 
     # ---- configuration derived from the context
 
@@ -305,6 +306,7 @@ class IntegrityOracle(Oracle):
             self._repost_findings()
             self._reposted = True
         self._unreachable = {}
+        self._last = {"anchors": 0, "verified": 0, "bytes_read": 0, "blocks_statted": 0, "changed": 0}
         work = self._ingest()
         work += self._quick_scan()
         work += self._verify_due()
@@ -319,6 +321,7 @@ class IntegrityOracle(Oracle):
         now = self._clock()
         for anchor in anchors:
             self._add(anchor, now)
+        self._last["anchors"] = len(anchors)
         if anchors:
             self.ctx.state.set("anchor_cursor", list(anchors[-1].cursor))
             log_event(self.ctx.log, "anchors taken", count=len(anchors), cursor=list(anchors[-1].cursor))
@@ -411,8 +414,12 @@ class IntegrityOracle(Oracle):
         for doc, store, fingerprint in self._db.execute(
             "SELECT doc, store, fingerprint FROM copies WHERE fingerprint IS NOT NULL"
         ).fetchall():
-            if store in local and _fingerprint_changed(json.loads(fingerprint)):
-                changed.append(doc)
+            if store in local:
+                entries = json.loads(fingerprint)
+                self._last["blocks_statted"] += len(entries)
+                if _fingerprint_changed(entries):
+                    changed.append(doc)
+        self._last["changed"] = len(changed)
         for doc in dict.fromkeys(changed):
             row = self._db.execute(
                 "SELECT doc, sha256, cid, kind, ref, agency, block_number, first_seen FROM documents WHERE doc = ?",
@@ -453,6 +460,7 @@ class IntegrityOracle(Oracle):
             store = self.ctx.stores[agency]
             result = self._check_copy(store, document)
             spent += result.bytes_read
+            self._last["bytes_read"] += result.bytes_read
             if result.state == "unreachable":
                 self._unreachable[agency] = result.detail
                 continue
@@ -471,6 +479,7 @@ class IntegrityOracle(Oracle):
             states.append(result.state)
             if result.state in REASONS:
                 self._report(document, agency, result)
+        self._last["verified"] += 1
         state = _worst(states)
         self._db.execute("UPDATE documents SET checked_at = ?, state = ? WHERE doc = ?", (now, state, document.doc))
         return spent
@@ -621,6 +630,7 @@ class IntegrityOracle(Oracle):
             "round_finished": self.ctx.state.get("round_finished"),
             "recheck_seconds": self.ctx.oracle_settings.integrity_recheck,
             "unreachable_stores": dict(self._unreachable),
+            "last_step": dict(self._last),
             "stores": sorted(self.ctx.stores),
         }
 

@@ -26,6 +26,8 @@ from oracles.integrity import (
     REASON_MISSING,
     REASON_TAMPERED,
     IntegrityOracle,
+    _fingerprint,
+    _fingerprint_changed,
 )
 from tests._support.ipfs import IpfsDaemon
 from tests.oracles.conftest import Ledger
@@ -134,6 +136,11 @@ def _doc_states(ctx: OracleContext) -> dict[str, int]:
     return dict(status.get("details", {}).get("documents", {}))
 
 
+def _idle_step(ctx: OracleContext) -> dict[str, int] | None:
+    last = (read_status(ctx) or {}).get("details", {}).get("last_step", {})
+    return dict(last) if last and last.get("verified") == 0 and last.get("anchors") == 0 else None
+
+
 def _findings(ctx: OracleContext) -> dict[str, Any]:
     return ctx.state.facts("finding:")
 
@@ -171,6 +178,9 @@ def test_a_flipped_bit_is_alerted_once_within_one_interval_and_never_again(
     thread.start()
     try:
         _poll(lambda: _doc_states(ctx).get("ok") == 2, timeout=60, what="both documents verified")
+        # an idle step reads no content: it stats the 5 block files (1 + root and 3 leaves) and stops
+        idle = _poll(lambda: _idle_step(ctx), timeout=30, what="an idle step")
+        assert idle == {"anchors": 0, "verified": 0, "bytes_read": 0, "blocks_statted": 5, "changed": 0}
         leaf = _leaves(store, invoice.cid)[1]
         _flip_bit(_block_file(store.root / "blocks", leaf))
         flipped = time.monotonic()
@@ -200,6 +210,42 @@ def test_a_flipped_bit_is_alerted_once_within_one_interval_and_never_again(
         assert _doc_states(again) == {"ok": 1, "tampered": 1}
         again.close()
     assert _alert_count(ledger) == 1
+
+
+@pytest.mark.integration
+def test_new_anchors_are_checked_in_the_step_after_they_are_indexed(
+    ledger: Ledger, contexts: Callable[..., OracleContext]
+) -> None:
+    store = _local(ledger)
+    ctx = contexts("integrity", AUDIT, interval=0.3, integrity_recheck=3600)
+    oracle = IntegrityOracle(ctx)
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(oracle,), kwargs={"stop": stop})
+    thread.start()
+    try:
+        _poll(lambda: (read_status(ctx) or {}).get("state") == "ok", timeout=60, what="the oracle running")
+        _declare(ledger, store, b"late arrival", b"its invoice")
+        anchored = time.monotonic()
+        _poll(lambda: _doc_states(ctx).get("ok") == 2, timeout=30, what="the new anchors verified")
+        assert time.monotonic() - anchored <= 0.3 + 2.0
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        oracle.close()
+    assert _alert_count(ledger) == 0
+
+
+def test_the_per_step_scan_of_10000_block_files_is_cheap(tmp_path: Path) -> None:
+    """The every-step check of embedded copies is one stat per block file: 10,000 blocks well under 1 s."""
+    store = LocalStore(tmp_path / "store", durable=False)
+    cids = [Cid.parse(store.put(os.urandom(32) + i.to_bytes(4, "big")).cid) for i in range(10_000)]
+    fingerprint = _fingerprint(store, cids)
+    started = time.perf_counter()
+    assert not _fingerprint_changed(fingerprint)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 1.0, elapsed
+    _flip_bit(_block_file(store.root / "blocks", cids[4321]), offset=3)
+    assert _fingerprint_changed(fingerprint)
 
 
 @pytest.mark.integration
