@@ -14,14 +14,16 @@ import pytest
 from eth_account import Account
 from eth_utils.crypto import keccak
 
+from ledger_api.chain._tx_rpc import RpcError
 from ledger_api.chain.events import fetch_logs as library_fetch_logs
-from ledger_api.errors import CheckpointError
+from ledger_api.errors import CheckpointError, LogQueryError
 from oracles._base import OracleContext, run
 from oracles.witness import (
     HistoryRewritten,
     WitnessOracle,
     accumulate,
     compare_sources,
+    fetch_logs,
     parse_checkpoint,
     recover_signer,
     sign_checkpoint,
@@ -82,6 +84,41 @@ def test_checkpoint_signature_round_trip_and_tamper() -> None:
                 json.dumps({**doc, "block_hash": "0x12"}), b"x" * 20_000):  # fmt: skip
         with pytest.raises(CheckpointError):
             parse_checkpoint(bad)
+
+
+class _RangeLimitedNode:
+    """Unit stand-in for a node that refuses ``eth_getLogs`` ranges wider than ``limit`` blocks."""
+
+    def __init__(self, limit: int, logs_at: set[int]) -> None:
+        self.limit, self.logs_at = limit, logs_at
+        self.queries: list[tuple[int, int]] = []
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        assert method == "eth_getLogs"
+        first, last = int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)
+        self.queries.append((first, last))
+        if last - first + 1 > self.limit:
+            raise RpcError(code=-32602, message="query exceeds max block range 4")
+        return [_log(b, 0, "0x" + "aa" * 20, [H32], "0x") for b in sorted(self.logs_at) if first <= b <= last][::-1]
+
+
+def test_log_pages_shrink_when_the_node_refuses_a_range() -> None:
+    node = _RangeLimitedNode(limit=4, logs_at={3, 9, 10, 31})
+    pages = list(fetch_logs(node, ["0x" + "aa" * 20], 1, 40, initial_range=32))  # type: ignore[arg-type]
+    blocks = [int(log["blockNumber"], 16) for page in pages for log in page]
+    assert blocks == [3, 9, 10, 31]  # each page sorted into chain order, nothing lost or repeated
+    served = [q for q in node.queries if q[1] - q[0] + 1 <= 4]
+    assert served[0][0] == 1 and served[-1][1] == 40
+    assert all(b[0] == a[1] + 1 for a, b in zip(served, served[1:], strict=False))  # contiguous coverage
+    with pytest.raises(LogQueryError):  # a refusal that is not about size is an error, not a retry loop
+        list(fetch_logs(_Broken(), ["0x" + "aa" * 20], 1, 5))  # type: ignore[arg-type]
+
+
+class _Broken:
+    """A node that answers every query with an error unrelated to its size."""
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        raise RpcError(code=-32000, message="header not found")
 
 
 # ------------------------------------------------------------------------------ integration helpers
@@ -173,7 +210,20 @@ def test_two_agencies_agree_and_a_tampered_checkpoint_is_invalid(
     _catch_up(audit)
     _alert(ledger, RTM, b"\x02" * 32)
     _mine_to(ledger, _head(ledger) + EVERY)
-    _catch_up(audit)  # incremental: continues from the stored accumulator
+    audit.close()
+    audit = witnesses(AUDIT)  # a new process life on the same state: resumes from the stored accumulator
+    queries: list[tuple[int, int]] = []
+    real_call = audit._rpc.call
+
+    def spy(method: str, params: Any) -> Any:
+        if method == "eth_getLogs":
+            queries.append((int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)))
+        return real_call(method, params)
+
+    audit._rpc.call = spy  # type: ignore[method-assign]
+    before = _heights(audit)
+    _catch_up(audit)
+    assert queries and min(q[0] for q in queries) == before[-1] + 1  # history is not re-read
     _catch_up(rtm)
     assert _heights(audit) == _heights(rtm) and len(_heights(audit)) >= 3
     assert all(h % EVERY == 0 for h in _heights(audit))
@@ -208,7 +258,6 @@ def test_two_agencies_agree_and_a_tampered_checkpoint_is_invalid(
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_rewritten_history_is_a_divergence_and_the_witness_reports_it(
     ledger: Ledger, witnesses: Callable[[str], WitnessOracle], tmp_path: Path
 ) -> None:
