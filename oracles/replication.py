@@ -72,6 +72,7 @@ _REPORT = "report"
 _COPIES = "copies_total"
 _DOC = "doc:"
 _INVALID = "invalid:"
+_UNDER = "under:"
 
 
 def parse_anchor_cid(value: str | None) -> Cid | None:
@@ -323,11 +324,22 @@ class ReplicationOracle(Oracle):
                 result.under.append({"cid": key, **where, "replicas": len(holders), "required": self.replicas,
                                      "holders": sorted(holders), "reason": reason})  # fmt: skip
         self._persist(result, complete=True)
-        for item in result.under:
-            log_event(self.ctx.log, "under-replicated", level=logging.WARNING, cid=item["cid"],
-                      replicas=item["replicas"], required=self.replicas, reason=item["reason"])  # fmt: skip
+        self._log_transitions(result)
         self.last = result
         return read + len(result.copies)
+
+    def _log_transitions(self, result: _Pass) -> None:
+        """Log a document once when it falls under k and once when it is back (not every pass)."""
+        now = {item["cid"]: item for item in result.under}
+        for item in result.under:
+            if self.ctx.state.record_fact(f"{_UNDER}{item['cid']}", {"since": time.time()}):
+                log_event(self.ctx.log, "under-replicated", level=logging.WARNING, cid=item["cid"],
+                          replicas=item["replicas"], required=self.replicas, reason=item["reason"])  # fmt: skip
+        for fact in self.ctx.state.facts(_UNDER):
+            key = fact[len(_UNDER) :]
+            if key not in now:
+                self.ctx.state.forget_fact(fact)
+                log_event(self.ctx.log, "replication restored", cid=key, required=self.replicas)
 
     def _persist(self, result: _Pass, *, complete: bool) -> None:
         """Store this pass's report (what ``replication report`` prints)."""

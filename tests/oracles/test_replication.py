@@ -11,13 +11,14 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ledger_api.chain import _tx_calls as calls
 from ledger_api.chain.deploy import agency_id_bytes
-from ledger_api.documents import Cid
+from ledger_api.documents import Cid, ContentStore, LocalStore, cid_of
 from ledger_api.errors import InvalidCid
 from oracles import cli
 from oracles._base import OracleContext, run
@@ -108,9 +109,10 @@ def all_up(nodes: Nodes) -> Iterator[Nodes]:
     nodes.heal()
 
 
-def _anchor(ledger: Ledger, nodes: Nodes, documents: list[bytes], ref: bytes) -> list[Cid]:
-    """Store ``documents`` on the origin node and anchor them as one declaration (first = its envelope)."""
-    store = nodes.by_agency[ORIGIN].store
+def _anchor(ledger: Ledger, nodes: Nodes | ContentStore, documents: list[bytes], ref: bytes) -> list[Cid]:
+    """Store ``documents`` on the origin node (or ``store``) and anchor them as one declaration
+    (the first as its envelope, the others as supporting documents)."""
+    store = nodes.by_agency[ORIGIN].store if isinstance(nodes, Nodes) else nodes
     cids = [Cid.parse(store.put(doc).cid) for doc in documents]
     trader = ledger.address("trader-tj-electronics")
     supporting = [
@@ -283,3 +285,31 @@ def test_every_node_down_degrades_then_recovers(
     nodes.heal()
     details = _pass(oracle)
     assert details["under_replicated_count"] == 0 and len(nodes.pinned_on(cid)) == 2
+
+
+@pytest.mark.integration
+def test_a_corrupt_holder_is_skipped_for_a_verified_one(
+    ledger: Ledger, contexts: Callable[..., OracleContext], tmp_path: Path
+) -> None:
+    """Real on-disk stores as the agency nodes; one holder's block file is altered on disk."""
+    stores = {agency: LocalStore(tmp_path / agency.lower()) for agency in AGENCIES}
+    doc = os.urandom(700 * 1024)
+    cid = Cid.parse(cid_of(doc))
+    bad, good, target = rank_nodes(cid, AGENCIES)
+    for agency in (bad, good):
+        assert Cid.parse(stores[agency].put(doc).cid) == cid
+    leaf = [c for c, _block in stores[good].dag_cids(cid)][-1]
+    path = stores[bad]._block_path(leaf)
+    path.write_bytes(bytes(len(path.read_bytes())))  # same size, wrong bytes
+    ledger.client.wait(
+        ledger.client.submit_declaration(
+            signer=ledger.address("trader-tj-electronics"), jurisdiction_id=TJ,
+            local_reference=b"REPL-5".ljust(32, b"\0"), commitment=hashlib.sha256(doc).digest(), cid=cid.to_bytes(),
+        )
+    )  # fmt: skip
+    ctx = contexts("replication", "CONSORTIUM-AUDIT", replicas=3)
+    assert not stores[target].has(cid)
+    ctx.__dict__["stores"] = stores  # the agency nodes: real stores on disk instead of IPFS daemons
+    details = _pass(ReplicationOracle(ctx))
+    assert details["copied_last_pass"] == 1 and details["under_replicated_count"] == 0
+    assert stores[target].read(cid) == doc and str(cid) in stores[target].list()
