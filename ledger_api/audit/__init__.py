@@ -1,0 +1,36 @@
+"""Auditor replay: rebuild the whole ledger from its events and check it (docs/audit.md).
+
+:func:`replay` reads every event of a deployment from its deployment block with raw JSON-RPC
+``eth_getLogs`` (adaptive pagination) and the ABI-layout decoder of :mod:`ledger_api.chain.events`,
+rebuilds agencies, keys (with their validity history), traders, governance, declarations and
+their versions, channels, stamps, decisions, batches and alerts in memory while checking the
+business invariants at each event, and proves that the digest of the rebuilt state equals the
+digest of the contracts' view state at the same block. The result is a :class:`ReplayReport`
+(JSON via :meth:`ReplayReport.to_json`).
+
+This package never imports web3: it reads the chain through ``ledger_api.chain.events`` (httpx)
+and encodes view calls with eth_abi.
+"""
+
+from ledger_api.audit._digest import DIGEST_VERSION, digest
+from ledger_api.audit._findings import AuditError, Finding, Severity
+from ledger_api.audit._replay import DeploymentLike, Progress, ReplayReport, Throughput, replay, write_report
+from ledger_api.audit._state import ChannelAssignment, ChannelRuleCheck, LedgerState, Rebuilder
+
+__all__ = [
+    "DIGEST_VERSION",
+    "AuditError",
+    "ChannelAssignment",
+    "ChannelRuleCheck",
+    "DeploymentLike",
+    "Finding",
+    "LedgerState",
+    "Progress",
+    "Rebuilder",
+    "ReplayReport",
+    "Severity",
+    "Throughput",
+    "digest",
+    "replay",
+    "write_report",
+]
