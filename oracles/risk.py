@@ -155,7 +155,6 @@ DEFAULT_RULES: dict[str, Any] = {
 
 _OPEN = (DeclarationStatus.SUBMITTED, DeclarationStatus.ACCEPTED)
 _ENVELOPE_OVERHEAD = 64 * 1024
-_BATCH = 200
 _WAITING = "waiting:"
 
 
@@ -300,6 +299,8 @@ class RiskOracle(Oracle):
     #: Seconds a declaration whose envelope cannot be fetched (store down / not found) waits
     #: before the rule set's ``on_unreadable`` outcome applies.
     unreadable_grace: float = 120.0
+    #: New declarations considered per pass.
+    batch_size: int = 200
 
     def __init__(
         self,
@@ -314,6 +315,7 @@ class RiskOracle(Oracle):
         self._private_key: AgencyPrivateKey | None = None
         self._key_loaded = False
         self._anchored = False
+        self._next_cursor: list[int] | None = None
 
     # ---- rule set
 
@@ -394,7 +396,7 @@ class RiskOracle(Oracle):
             "SELECT declaration_id, block_number, log_index FROM declarations "
             "WHERE block_number > ? OR (block_number = ? AND log_index > ?) "
             "ORDER BY block_number, log_index LIMIT ?",
-            (block, block, log_index, _BATCH),
+            (block, block, log_index, self.batch_size),
         ).fetchall()
         waiting = [key[len(_WAITING) :] for key in self.ctx.state.facts(_WAITING)]
         self._next_cursor = [rows[-1][1], rows[-1][2]] if rows else None
