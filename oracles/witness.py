@@ -529,7 +529,7 @@ class WitnessOracle(Oracle):
         first = max(after + 1, self.ctx.deployment.deployment_block)
         return -(-first // every) * every
 
-    def _checkpoint(self, height: int, acc_state: dict[str, Any]) -> dict[str, Any] | None:
+    def _checkpoint(self, height: int, acc_state: dict[str, Any], now: int) -> dict[str, Any] | None:
         """Fold the logs up to ``height``, sign, publish and index; None if the chain moved meanwhile."""
         acc_block = int(acc_state["block"])
         (before,) = self._hashes([height])
@@ -559,7 +559,7 @@ class WitnessOracle(Oracle):
             block_hash=before,
             accumulator="0x" + acc.hex(),
             event_count=events,
-            signed_at=int(time.time()),
+            signed_at=now,
         )
         key = f"{_CHECKPOINT_PREFIX}{height:012d}"
         existing = self.ctx.state.fact(key)
@@ -596,7 +596,12 @@ class WitnessOracle(Oracle):
     def step(self) -> int:
         """Check the signed history against the node, then sign the checkpoints that are due."""
         self._check_history()
-        head = int(self._rpc.call("eth_blockNumber", []), 16)
+        latest = self._rpc.call("eth_getBlockByNumber", ["latest", False])
+        if not isinstance(latest, dict):
+            raise LogQueryError("the node has no latest block")
+        head = int(latest["number"], 16)
+        # key validity windows are in chain time: sign at the later of the wall clock and the chain's clock
+        now = max(int(time.time()), int(latest["timestamp"], 16))
         safe = head - self.ctx.settings.confirmations
         done = 0
         while done < MAX_CHECKPOINTS_PER_STEP:
@@ -604,7 +609,7 @@ class WitnessOracle(Oracle):
             height = self._next_height(int(acc_state["block"]))
             if height > safe:
                 break
-            if self._checkpoint(height, acc_state) is None:
+            if self._checkpoint(height, acc_state, now) is None:
                 log_event(self.ctx.log, "chain moved while checkpointing; retrying", block_number=height)
                 break
             done += 1
