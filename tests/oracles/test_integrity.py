@@ -369,3 +369,30 @@ def test_documents_on_ipfs_are_checked_and_tampering_is_found_by_the_recheck(
     assert finding["sha256"] == "0x" + target.sha256.hex()
     ctx.sync()
     assert ctx.read.alerts(intact.sha256) == []
+
+
+@pytest.mark.integration
+def test_never_stored_content_is_missing_only_after_the_grace_when_the_anchoring_store_is_watched(
+    ledger: Ledger, contexts: Callable[..., OracleContext], ipfs_pair: list[IpfsDaemon]
+) -> None:
+    customs_node, audit_node = ipfs_pair
+    commitment, cid = os.urandom(32), cid_of(os.urandom(100))  # anchored under CN-TJ-CUSTOMS, stored nowhere
+    _anchor(ledger, commitment, cid)
+    watched = {JURISDICTION: customs_node.api, AUDIT: audit_node.api}
+    # the anchoring agency's node is not watched: nobody can say the content should be here
+    blind = contexts("integrity-blind", AUDIT, ipfs_nodes={AUDIT: audit_node.api}, integrity_recheck=0.1)
+    _run(blind, steps=2, never_stored_grace=0)
+    assert _doc_states(blind) == {"unavailable": 1} and _findings(blind) == {}
+    # watched, within the grace: not yet
+    ctx = contexts("integrity", AUDIT, ipfs_nodes=watched, integrity_recheck=0.1)
+    _run(ctx, steps=2, never_stored_grace=3600)
+    assert _doc_states(ctx) == {"unavailable": 1} and _findings(ctx) == {}
+    assert _alert_count(ledger) == 0
+    # past the grace: MISSING, once
+    _run(ctx, steps=3, never_stored_grace=0)
+    (value,) = _findings(ctx).values()
+    assert value["finding"]["reason"] == "missing" and value["finding"]["store"] == JURISDICTION
+    assert _alert_count(ledger) == 1
+    ctx.sync()
+    (alert,) = ctx.read.alerts(commitment)
+    assert alert.reason_code == REASON_MISSING
