@@ -272,6 +272,14 @@ def test_a_configured_rule_set_is_anchored_and_used(
     assert batch is not None
     cid = Cid.from_bytes(bytes.fromhex(batch["manifest_cid"][2:]))
     assert ctx.store.read(cid) == canonical_json(custom)
+    env = {**os.environ, "LEDGER_VAR_DIR": str(ledger.settings.var_dir),
+           "LEDGER_ANVIL_PORT": str(ledger.settings.anvil_port)}  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "oracles", "risk", "explain", item.declaration_id], env=env,
+                         capture_output=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    explained = json.loads(out.stdout)
+    assert explained["verdict"] == "match" and explained["document"] == "read"
+    assert explained["expected"]["matched"] == ["all-electronics"]
 
 
 def test_the_documented_example_is_the_built_in_rule_set() -> None:
