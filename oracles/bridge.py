@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 from coincurve import PublicKey
 from eth_abi.abi import encode as abi_encode
+from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import is_checksum_address, to_checksum_address
 
 from ledger_api.chain import _tx_calls as calls
@@ -44,7 +45,7 @@ from ledger_api.chain._tx_rpc import RpcError
 from ledger_api.chain.reverts import decode_revert
 from ledger_api.documents import keccak256
 from ledger_api.errors import AttestationRejected, ChainError, ConfigurationError, ContractRevert
-from ledger_api.outbox import EntryState
+from ledger_api.outbox import EntryState, OutboxEntry
 from oracles._base import DEPENDENCY_ERRORS, Oracle, OracleContext, log_event, open_context
 
 __all__ = [
@@ -137,6 +138,7 @@ _REVERT_REASONS: dict[str, str] = {
     "ClearanceLedgerStampExists": "stamp-exists",
 }
 
+_AUTHORIZE_SIGNED = function_signature_to_4byte_selector("authorizeSigned(address,uint16,uint64)")
 _FIELDS = (
     "declaration_id", "stamp_type", "result", "report_sha256", "report_cid", "signer", "signed_at", "nonce",
     "deadline", "signature",
@@ -474,26 +476,53 @@ class BridgeOracle(Oracle):
         return self._accept(item, key, source)
 
     def _accept(self, item: SignedItem, key: str, source: str) -> Outcome:
-        """Journal the relay (first), then remember the item and its nonce in flight."""
+        """Remember the item as in flight (first), journal its relay now unless an earlier stamp of the
+        same signer is still unmined (then :meth:`_reconcile` posts it in nonce order), record the fact."""
         s = item.stamp
         stamp_id = "0x" + s.report_sha256.hex()
-        self.ctx.post(f"stamp:{key}", calls.relay_stamp(stamp=s, signature=item.signature))
         pending = self._pending()
+        ahead = any(p["signer"] == s.signer for k, p in pending.items() if k != key)
+        pending[key] = {"signer": s.signer, "nonce": s.nonce, "item": item.as_json(), "posted": not ahead}
+        self.ctx.state.set("pending", pending)
+        if not ahead:
+            self.ctx.post(f"stamp:{key}", calls.relay_stamp(stamp=s, signature=item.signature))
         record = {
             "signer": s.signer, "nonce": s.nonce, "stamp_id": stamp_id,
             "declaration_id": "0x" + s.declaration_id.hex(), "stamp_type": s.stamp_type, "source": source,
             "accepted_at": time.time(),
         }  # fmt: skip
-        self.ctx.state.record_fact(f"item:{key}", record)
-        pending[key] = {"signer": s.signer, "nonce": s.nonce}
-        self.ctx.state.set("pending", pending)
-        self.ctx.state.set("accepted_count", int(self.ctx.state.get("accepted_count", 0)) + 1)
+        if self.ctx.state.record_fact(f"item:{key}", record):
+            self.ctx.state.set("accepted_count", int(self.ctx.state.get("accepted_count", 0)) + 1)
         log_event(self.ctx.log, "stamp accepted for relay", digest=key, signer=s.signer, nonce=s.nonce,
-                  stamp_type=s.stamp_type, source=source)  # fmt: skip
+                  stamp_type=s.stamp_type, source=source, held=ahead)  # fmt: skip
         return Outcome(status="accepted", digest=key, stamp_id=stamp_id)
 
     def _check_registry(self, s: calls.SignedStampFields) -> None:
-        """Key known, valid at ``signedAt`` (never compromised), agency active with the stamp's role."""
+        """Key known, valid at ``signedAt`` (never compromised), agency active with the stamp's role.
+
+        The read model answers; a "no" is confirmed with the registry's own ``authorizeSigned`` view
+        (the read model may lag the chain by a few blocks: a key or role granted just now).
+        """
+        try:
+            self._check_registry_indexed(s)
+        except AttestationRejected as indexed:
+            role = ROLE_PARTNER_CUSTOMS if s.stamp_type == EXPORT_CLEARANCE else ROLE_INSPECTION_AGENCY
+            data = _AUTHORIZE_SIGNED + abi_encode(["address", "uint16", "uint64"], [s.signer, role, s.signed_at])
+            tx = {"to": self.ctx.deployment.registry, "data": "0x" + data.hex()}
+            try:
+                self.ctx.client.rpc.call("eth_call", [tx, "latest"])
+            except RpcError as exc:
+                decoded = decode_revert(exc.revert_data) if exc.revert_data else None
+                if decoded is None:
+                    raise ChainError(f"eth_call authorizeSigned: {exc}") from exc
+                reason = _REVERT_REASONS.get(decoded.error_name, indexed.reason)
+                if reason == indexed.reason:
+                    raise indexed from None
+                raise AttestationRejected(reason, f"the registry refuses it: {decoded.error_name}") from exc
+            log_event(self.ctx.log, "read model behind the registry", level=logging.WARNING, signer=s.signer,
+                      indexed=indexed.reason)  # fmt: skip
+
+    def _check_registry_indexed(self, s: calls.SignedStampFields) -> None:
         read = self.ctx.read
         key = read.signer_key(s.signer)
         if key is None:
@@ -572,31 +601,47 @@ class BridgeOracle(Oracle):
         return dict(value) if isinstance(value, dict) else {}
 
     def _reconcile(self) -> int:
-        """Settle accepted items whose relay reached final (done) or failed (logged as a rejection)."""
+        """Follow the relays in flight, per signer in nonce order: settle final ones, log failed ones as
+        rejections, and post a held item once the one before it is mined (its nonce is then spent)."""
         with self._lock:
             pending = self._pending()
+            before = json.dumps(pending, sort_keys=True)
             done = 0
-            for key in list(pending):
-                entry = self.ctx.posted(f"stamp:{key}")
-                if entry is None or entry.state not in EntryState.TERMINAL:
-                    continue
-                del pending[key]
-                done += 1
-                if entry.state == EntryState.FINAL:
-                    log_event(self.ctx.log, "stamp relayed", digest=key, tx=entry.tx_hash,
-                              already_on_chain=entry.on_chain_before)  # fmt: skip
-                    continue
-                reason = _REVERT_REASONS.get(entry.error_name or "", "relay-failed")
-                record: dict[str, Any] = dict(self.ctx.state.fact(f"item:{key}") or {})
-                record.update(failed=reason, error=entry.error_name or entry.last_error)
-                self.ctx.state.forget_fact(f"item:{key}")
-                self.ctx.state.record_fact(f"item:{key}", record)
-                outcome = Outcome(status="rejected", digest=key, reason=reason, stamp_id=str(record.get("stamp_id")),
-                                  detail=f"relay failed on chain: {entry.error_name or entry.last_error}")  # fmt: skip
-                self._log_rejection(outcome, None, b"", str(record.get("source", "")))
-            if done:
+            for signer in sorted({p["signer"] for p in pending.values()}):
+                for key, p in sorted(((k, p) for k, p in pending.items() if p["signer"] == signer),
+                                     key=lambda kp: int(kp[1]["nonce"])):  # fmt: skip
+                    if not p["posted"]:
+                        item = parse_item(json.dumps(p["item"]).encode(), max_bytes=1 << 20)
+                        self.ctx.post(f"stamp:{key}", calls.relay_stamp(stamp=item.stamp, signature=item.signature))
+                        p["posted"] = True
+                        done += 1
+                        break
+                    entry = self.ctx.posted(f"stamp:{key}")
+                    if entry is None or entry.state not in (*EntryState.TERMINAL, EntryState.MINED):
+                        break  # in flight: the next one of this signer waits
+                    if entry.state == EntryState.MINED:
+                        continue
+                    del pending[key]
+                    done += 1
+                    self._settled(key, entry)
+            if json.dumps(pending, sort_keys=True) != before:
                 self.ctx.state.set("pending", pending)
             return done
+
+    def _settled(self, key: str, entry: OutboxEntry) -> None:
+        """An item's relay reached final (logged) or failed (recorded on the item, logged as a rejection)."""
+        if entry.state == EntryState.FINAL:
+            log_event(self.ctx.log, "stamp relayed", digest=key, tx=entry.tx_hash,
+                      already_on_chain=entry.on_chain_before)  # fmt: skip
+            return
+        reason = _REVERT_REASONS.get(entry.error_name or "", "relay-failed")
+        record: dict[str, Any] = dict(self.ctx.state.fact(f"item:{key}") or {})
+        record.update(failed=reason, error=entry.error_name or entry.last_error)
+        self.ctx.state.forget_fact(f"item:{key}")
+        self.ctx.state.record_fact(f"item:{key}", record)
+        outcome = Outcome(status="rejected", digest=key, reason=reason, stamp_id=str(record.get("stamp_id")),
+                          detail=f"relay failed on chain: {entry.error_name or entry.last_error}")  # fmt: skip
+        self._log_rejection(outcome, None, b"", str(record.get("source", "")))
 
     def relay_state(self, digest: str) -> dict[str, Any] | None:
         """What is known of item ``digest`` (0x EIP-712 digest): its record and its relay's journal state."""
@@ -604,7 +649,7 @@ class BridgeOracle(Oracle):
         if record is None:
             return None
         entry = self.ctx.posted(f"stamp:{digest.lower()}")
-        return {**record, "digest": digest.lower(), "relay": None if entry is None else entry.state,
+        return {**record, "digest": digest.lower(), "relay": "held" if entry is None else entry.state,
                 "tx_hash": None if entry is None else entry.tx_hash}  # fmt: skip
 
     # ---- rejection log

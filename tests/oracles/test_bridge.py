@@ -145,10 +145,15 @@ def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def settle(oracle: BridgeOracle) -> None:
-    """Drive every journaled relay to final, then let the oracle reconcile them."""
-    oracle.ctx.worker.drain(timeout=30)
-    oracle.ctx.sync()
-    oracle.step()
+    """Drive every relay to final (held ones are posted by the oracle's step once the one before is mined)."""
+
+    def step() -> bool:
+        oracle.ctx.worker.drain(timeout=30)
+        oracle.ctx.sync()
+        oracle.step()
+        return not oracle.ctx.state.get("pending")
+
+    until(step, timeout=60)
 
 
 # ---------------------------------------------------------------------------------------- unit
@@ -235,6 +240,7 @@ def test_a_valid_clearance_delivered_three_times_is_relayed_once_and_its_nonce_c
     declaration_id = declaration(ledger)
     ctx = contexts("bridge", "NL-RTM-CUSTOMS", feed_port=free_port(), interval=0.1)
     oracle = BridgeOracle(ctx)
+    ctx.sync()  # what run() does before each step
     try:
         port = oracle.start_feed()
         url = f"http://127.0.0.1:{port}/v1/stamps"
