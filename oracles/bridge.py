@@ -484,7 +484,7 @@ class BridgeOracle(Oracle):
         ahead = any(p["signer"] == s.signer for k, p in pending.items() if k != key)
         pending[key] = {"signer": s.signer, "nonce": s.nonce, "item": item.as_json(), "posted": not ahead}
         self.ctx.state.set("pending", pending)
-        if not ahead:
+        if not ahead and self.ctx.posted(f"stamp:{key}") is None:  # journaled before a crash: keep that one
             self.ctx.post(f"stamp:{key}", calls.relay_stamp(stamp=s, signature=item.signature))
         record = {
             "signer": s.signer, "nonce": s.nonce, "stamp_id": stamp_id,
@@ -610,7 +610,7 @@ class BridgeOracle(Oracle):
             for signer in sorted({p["signer"] for p in pending.values()}):
                 for key, p in sorted(((k, p) for k, p in pending.items() if p["signer"] == signer),
                                      key=lambda kp: int(kp[1]["nonce"])):  # fmt: skip
-                    if not p["posted"]:
+                    if not p["posted"] and self.ctx.posted(f"stamp:{key}") is None:
                         item = parse_item(json.dumps(p["item"]).encode(), max_bytes=1 << 20)
                         self.ctx.post(f"stamp:{key}", calls.relay_stamp(stamp=item.stamp, signature=item.signature))
                         p["posted"] = True
