@@ -311,6 +311,11 @@ class OracleContext:
 
     # ---- lifecycle
 
+    def on_close(self, resource: Any) -> Any:
+        """Close ``resource`` (anything with ``close()``) with the context; returns it."""
+        self._closers.append(resource)
+        return resource
+
     def close(self) -> None:
         """Close everything opened (newest first)."""
         for item in reversed(self._closers):
@@ -368,6 +373,11 @@ class Oracle(ABC):
     def status(self) -> dict[str, Any]:
         """Oracle-specific figures for the status report (counts, last findings)."""
         return {}
+
+    def problems(self) -> list[str]:
+        """Standing problems the oracle found (tamper, under-replication, a rewritten history):
+        while any is listed the run status is ``degraded`` (health 503) although every pass succeeds."""
+        return []
 
     def close(self) -> None:
         """Release what the oracle opened itself (the context is closed by the caller)."""
@@ -521,8 +531,10 @@ def run(
                     stop.wait(delay)
                     continue
                 now = time.time()
+                problems = oracle.problems()
                 with lock:
-                    status.state = "ok"
+                    status.state = "degraded" if problems else "ok"
+                    status.details["problems"] = problems
                     status.steps += 1
                     status.work_done += work
                     status.last_step_at = status.last_success_at = now

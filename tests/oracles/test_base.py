@@ -161,3 +161,47 @@ def test_run_command_serves_health_and_stops_on_sigterm(ledger: Ledger) -> None:
     )
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["state"] == "stopped"
+
+
+class _Troubled(Oracle):
+    """Every pass succeeds but reports a standing problem."""
+
+    name = "troubled"
+    default_agency = "CONSORTIUM-AUDIT"
+
+    def step(self) -> int:
+        return 0
+
+    def problems(self) -> list[str]:
+        return ["document 0xab… missing from NL-RTM-CUSTOMS"]
+
+
+@pytest.mark.integration
+def test_standing_problems_make_the_health_endpoint_answer_503(contexts: Callable[..., OracleContext]) -> None:
+    from tests._support.ipfs import free_port
+
+    port = free_port()
+    ctx = contexts("troubled", "CONSORTIUM-AUDIT", health_port=port, interval=0.1)
+    stop = threading.Event()
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(run(_Troubled(ctx), stop=stop)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        response = None
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                if response.status_code == 503:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        assert response is not None and response.status_code == 503, response
+        assert response.headers["Retry-After"] and response.json()["state"] == "degraded"
+        details = httpx.get(f"http://127.0.0.1:{port}/status", timeout=2).json()["details"]
+        assert details["problems"] == ["document 0xab… missing from NL-RTM-CUSTOMS"]
+    finally:
+        stop.set()
+        thread.join(30)
+    assert result and result[0].state == "stopped" and result[0].last_error is None
