@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from eth_utils.address import to_checksum_address
+
 from ledger_api.chain import _tx_calls as calls
 from ledger_api.documents import AgencyPrivateKey, Cid, ContentStore, Keyring, open_envelope
 from ledger_api.errors import (
@@ -211,7 +213,7 @@ def trader_aeo_at(read: ReadModel, trader: str, block: int) -> bool:
     row = read._db.execute(
         "SELECT aeo FROM trader_states WHERE trader = ? AND block_number <= ? "
         "ORDER BY block_number DESC, log_index DESC LIMIT 1",
-        (trader.lower(), block),
+        (to_checksum_address(trader), block),
     ).fetchone()
     return bool(row and row[0])
 

@@ -136,6 +136,8 @@ def test_channels_recompute_from_chain_and_rule_set_across_a_restart(
                                                                                           100.0 * n)], {})  # fmt: skip
         submitted.append(declarant.submit(trader, goods, **options))
     declarant.close()
+    # raised after every submission: as of their submission blocks it did not exist, so it counts nowhere
+    _alert(ledger, 2, bytes(12) + bytes.fromhex(ledger.address(electronics)[2:]))
     accepted = {s.declaration_id for s in submitted[20:25]}  # customs accepted these before any channel
     customs = ledger.address("cn-tj-customs-signer-0")
     for n, declaration_id in enumerate(sorted(accepted)):
@@ -189,6 +191,8 @@ def test_channels_recompute_from_chain_and_rule_set_across_a_restart(
             view = model.declaration(holding.declaration_id)
             assert view is not None
             inputs = gather_inputs(model, view, holding.plaintext)  # the auditor holds every plaintext
+            assert inputs.trader_aeo == (view.declarant == ledger.address(electronics))
+            assert inputs.alerts.trader == (view.declarant == ledger.address(foods))
             verdict = replay(rule_set, inputs, channel=event.args["channel"],
                              required_stamps=event.args["requiredStamps"],
                              rule_set_hash=bytes.fromhex(event.args["ruleSetHash"][2:]))  # fmt: skip
