@@ -154,6 +154,11 @@ def plan(state: LedgerState) -> list[tuple[str, ViewCall, Values]]:
             if fact.round:  # the final approval closes the round without a stored flag
                 add(f"ledger.hasApprovedDecision/{did}/{fact.round}/{fact.signer}", "ledger", "hasApprovedDecision",
                     (_b(did), fact.round, fact.signer), (False,))  # fmt: skip
+    for did in sorted(s.declarations_referenced - s.declarations.keys()):
+        add(f"ledger.declaration/{did}", "ledger", "declaration", (_b(did),),
+            (ZERO_ADDRESS, 0, 0, 0, 0, 0, ZERO32, ZERO32, ZERO32, ZERO32))  # fmt: skip
+    for sid in sorted(s.stamps_referenced - s.stamps.keys()):
+        add(f"ledger.stamp/{sid}", "ledger", "stamp", (_b(sid),), (ZERO32, ZERO_ADDRESS, 0, 0, 0, False, 0))
     for mrn, did in s.by_mrn.items():
         add(f"ledger.declarationByMrn/{mrn}", "ledger", "declarationByMrn", (_b(mrn),), (did,))
     for sid, st in s.stamps.items():

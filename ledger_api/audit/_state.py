@@ -245,6 +245,10 @@ class LedgerState:
     active_alerts: dict[str, int] = field(default_factory=dict)
     nonces: dict[str, int] = field(default_factory=dict)  # relayed stamps per signer
     signers_seen: set[str] = field(default_factory=set)  # every acting address named by an event
+    # ids named by an event without being created by one (a cited or revoked stamp, a decided declaration …):
+    # the digest reads them too, so a history that hides their creation differs from the views.
+    stamps_referenced: set[str] = field(default_factory=set)
+    declarations_referenced: set[str] = field(default_factory=set)
 
     def required(self, kind: int) -> int:
         """Distinct signers decision ``kind`` needs (the contract's ``_required``)."""
@@ -409,6 +413,7 @@ class Rebuilder:
         return key
 
     def _declaration(self, event: DecodedEvent, declaration_id: str) -> DeclarationState | None:
+        self.state.declarations_referenced.add(declaration_id)
         d = self.state.declarations.get(declaration_id)
         if d is None:
             self._flag("unknown-declaration", f"{event.name} on unknown declaration {declaration_id}", event)
@@ -754,6 +759,7 @@ class Rebuilder:
             s.open_failures[k] = s.open_failures.get(k, 0) + 1
 
     def _onStampRevoked(self, e: DecodedEvent, a: Mapping[str, Any], t: int) -> None:
+        self.state.stamps_referenced.add(a["stampId"])
         stamp = self.state.stamps.get(a["stampId"])
         if stamp is None:
             self._flag("unknown-stamp", f"revocation of unknown stamp {a['stampId']}", e)
@@ -783,6 +789,7 @@ class Rebuilder:
             self._flag("release-without-channel", f"release of {d.id} without a channel", e)
         usable: dict[int, str] = {}
         candidates = cited if cited is not None else tuple(d.stamps)
+        s.stamps_referenced.update(candidates)
         for stamp_id in candidates:
             stamp = s.stamps.get(stamp_id)
             key = s.keys.get(stamp.signer) if stamp else None
