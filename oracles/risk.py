@@ -446,6 +446,16 @@ class RiskOracle(Oracle):
                   document=reason)  # fmt: skip
         return 1
 
+    def problems(self) -> list[str]:
+        """Failed journal entries (a refused anchor or channel) and a missing decryption key."""
+        found = []
+        failed = self.ctx.outbox.counts().get("failed", 0) if "outbox" in self.ctx.__dict__ else 0
+        if failed:
+            found.append(f"{failed} journaled rule-set anchor / channel write(s) failed")
+        if self._key_loaded and self._private_key is None:
+            found.append(f"no decryption key for {self.ctx.agency}: every declaration gets on_unreadable")
+        return found
+
     def status(self) -> dict[str, Any]:
         """Rule set in force, channels posted by channel, declarations waiting for their document."""
         facts = self.ctx.state.facts("channel:")
