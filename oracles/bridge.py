@@ -820,6 +820,7 @@ def _submit(args: argparse.Namespace) -> int:
         print(json.dumps(outcome.as_dict(), sort_keys=True))
         if outcome.status == "accepted":
             oracle.ctx.worker.drain(timeout=args.timeout)
+            oracle._reconcile()
         return 0 if outcome.status == "accepted" else 1
 
     return _with_oracle(check)

@@ -383,3 +383,20 @@ def test_an_inspectors_stamps_in_nonce_order_are_relayed_from_the_drop_and_a_fai
     settle(oracle)
     assert len(recorded_stamps(ctx, open_id)) == 4 and recorded_stamps(ctx, later_id) == []
     assert ctx.outbox.counts() == {"final": 4, "failed": 1}
+
+    # the CLI: one item checked and relayed now (exit 0), the same again refused as a replay (exit 1)
+    fifth = sign(ledger, open_id, label=LAB, stamp_type=LAB_TEST)
+    item_file = ledger.settings.var_dir / "fifth.json"
+    item_file.write_bytes(body(fifth))
+    oracle.close()
+    ctx.close()
+    env = dict(
+        os.environ, LEDGER_VAR_DIR=str(ledger.settings.var_dir), LEDGER_ANVIL_PORT=str(ledger.settings.anvil_port)
+    )
+    command = [sys.executable, "-m", "oracles", "bridge", "submit", str(item_file)]
+    first_try = subprocess.run(command, env=env, capture_output=True, timeout=120)
+    assert first_try.returncode == 0, first_try.stderr
+    assert json.loads(first_try.stdout)["status"] == "accepted"
+    second_try = subprocess.run(command, env=env, capture_output=True, timeout=120)
+    assert second_try.returncode == 1 and json.loads(second_try.stdout)["reason"] == "replayed"
+    assert int(view(ledger, "nonces", ledger.address(LAB))[0]) == fifth["nonce"] + 1
