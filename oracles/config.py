@@ -39,7 +39,7 @@ class OracleSettings(BaseSettings):
     replicas: int = Field(default=2, ge=1, le=32, description="minimum agency IPFS nodes pinning each CID")
 
     # ---- risk selectivity
-    rules: Path | None = Field(default=None, description="rule set file (YAML or JSON); default: built-in")
+    rules: Path | None = Field(default=None, description="rule set file (JSON, ledger-risk-rules-v1); default: built-in")
 
     # ---- partner bridge
     feed_dir: Path | None = Field(default=None, description="directory drop of signed items; default under state")
