@@ -281,6 +281,7 @@ class IntegrityOracle(Oracle):
         self._agency_codes: dict[int, str] = {}
         self._reposted = False
         self._last: dict[str, int] = {}
+        self._pins: dict[str, set[tuple[int, bytes]]] = {}
 
     # ---- configuration derived from the context
 
@@ -306,6 +307,7 @@ class IntegrityOracle(Oracle):
             self._repost_findings()
             self._reposted = True
         self._unreachable = {}
+        self._pins = {}
         self._last = {"anchors": 0, "verified": 0, "bytes_read": 0, "blocks_statted": 0, "changed": 0}
         work = self._ingest()
         work += self._quick_scan()
@@ -433,15 +435,17 @@ class IntegrityOracle(Oracle):
     # ---- checking
 
     def _targets(self, document: _Document) -> list[str]:
-        """Stores that should hold ``document``: the anchoring agency's (if watched) + every holder."""
+        """Stores to check: the anchoring agency's (if watched), every holder, every earlier holder."""
         stores = self.ctx.stores
-        targets: list[str] = []
         if self.embedded:
             return list(stores)
-        if document.agency in stores:
-            targets.append(document.agency)
+        targets = [document.agency] if document.agency in stores else []
+        earlier = {r[0] for r in self._db.execute("SELECT store FROM copies WHERE doc = ?", (document.doc,))}
         for agency, store in stores.items():
             if agency in targets or agency in self._unreachable:
+                continue
+            if agency in earlier:
+                targets.append(agency)
                 continue
             try:
                 if store.has(document.cid):
@@ -449,6 +453,19 @@ class IntegrityOracle(Oracle):
             except StoreUnavailable as exc:
                 self._unreachable[agency] = _short(exc)
         return targets
+
+    def _obliged(self, document: _Document, agency: str) -> bool:
+        """Whether ``agency``'s store must hold the document: the anchoring / embedded store, or it pins it."""
+        if self.embedded or agency == document.agency:
+            return True
+        if agency not in self._pins:
+            try:
+                self._pins[agency] = {(c.codec, c.digest) for c in map(Cid.parse, self.ctx.stores[agency].list())}
+            except StoreUnavailable as exc:
+                self._unreachable[agency] = _short(exc)
+                return False
+        cid = Cid.parse(document.cid)
+        return (cid.codec, cid.digest) in self._pins[agency]
 
     def _check_document(self, document: _Document) -> int:
         now = self._clock()
@@ -470,6 +487,8 @@ class IntegrityOracle(Oracle):
             seen_ok = bool(previous and previous[0])
             if result.state == "absent":
                 result = self._absent(document, agency, seen_ok, now)
+            elif result.state == "missing" and not self._obliged(document, agency):
+                result = CopyCheck(state="absent", detail="partial DAG in a store that does not pin it (a cache)")
             self._db.execute(
                 "INSERT OR REPLACE INTO copies (doc, store, state, commitment, seen_ok, fingerprint, checked_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -486,7 +505,7 @@ class IntegrityOracle(Oracle):
 
     def _absent(self, document: _Document, agency: str, seen_ok: bool, now: float) -> CopyCheck:
         """A store that should hold the document has no root block: lost, not yet stored, or unknown."""
-        if seen_ok:
+        if seen_ok and self._obliged(document, agency):
             return CopyCheck(state="missing", detail=f"the document was held intact by {agency} and is gone")
         explicit = not self.embedded and agency == document.agency
         if explicit and now - document.first_seen >= self.never_stored_grace:
