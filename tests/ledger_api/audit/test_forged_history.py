@@ -235,3 +235,14 @@ def test_history_of_another_deployment(chain: Chain, history: History, real_logs
     assert "digest-mismatch" in report.codes()
     assert report.digest_match is False and not report.ok
     assert report.mismatches
+
+
+def test_logs_without_block_timestamps_take_them_from_the_headers(
+    chain: Chain, history: History, real_logs: Logs
+) -> None:
+    """Nodes that omit ``blockTimestamp`` in logs (older geth, Besu): times come from the block headers."""
+    stripped = [{k: v for k, v in log.items() if k != "blockTimestamp"} for log in real_logs]
+    with_times = _replay_forged(chain, history, copy.deepcopy(real_logs))
+    without = _replay_forged(chain, history, stripped)
+    assert without.ok, [f.to_json() for f in without.findings[:5]]
+    assert without.state_digest == with_times.state_digest

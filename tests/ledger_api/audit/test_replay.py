@@ -144,6 +144,7 @@ def test_long_random_history_replays_to_the_view_digest(tmp_path: Path) -> None:
             report = replay(long_chain.rpc_url, long_chain.deployment, to_block=block, progress=None)
             _assert_clean(report)
         assert report.throughput.events > 1500
+        print("replay throughput:", report.throughput.to_json())  # shown with -s; for BENCHMARKS.md
     finally:
         long_chain.client.close()
         long_chain.node.stop()
