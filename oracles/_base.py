@@ -204,6 +204,8 @@ class OracleContext:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.state = OracleState(self.directory / "state.db")
         self.log = logging.getLogger(f"oracles.{name}")
+        #: Set by :meth:`wake` (e.g. a feed thread that journaled new work) to end an idle wait early.
+        self.wakeup = threading.Event()
         self._closers: list[Any] = [self.state]
 
     # ---- identities
@@ -308,6 +310,10 @@ class OracleContext:
         if not nodes:
             return {self.agency: self.store}
         return {agency: (self.store if agency == self.agency else LazyIpfsStore(api)) for agency, api in nodes.items()}
+
+    def wake(self) -> None:
+        """Start the next pass now instead of after the idle interval (thread-safe)."""
+        self.wakeup.set()
 
     # ---- lifecycle
 
@@ -476,6 +482,16 @@ def _signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _idle(stop: threading.Event, wakeup: threading.Event, seconds: float) -> None:
+    """Wait up to ``seconds``, ending early when ``stop`` or ``wakeup`` is set (wakeup is consumed)."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0 or wakeup.wait(min(left, 0.2)):
+            break
+    wakeup.clear()
+
+
 def run(
     oracle: Oracle,
     *,
@@ -548,7 +564,7 @@ def run(
                 if once or (max_steps is not None and steps >= max_steps):
                     break
                 if work == 0:
-                    stop.wait(config.interval)
+                    _idle(stop, ctx.wakeup, config.interval)
     finally:
         with lock:
             if not (once and status.state == "degraded"):

@@ -382,7 +382,7 @@ class BridgeOracle(Oracle):
         port = self.ctx.oracle_settings.feed_port
         if self._feed is None and port:
             _ = self.ctx.signer, self.ctx.read, self.ctx.outbox  # open shared parts before other threads use them
-            self._feed = _FeedServer(self.ctx.oracle_settings.health_host, port, self)
+            self._feed = _FeedServer(self.ctx.oracle_settings.feed_host, port, self)
             log_event(self.ctx.log, "feed listening", port=self._feed.port, max_bytes=self.max_bytes)
         return self.feed_port
 
@@ -495,6 +495,7 @@ class BridgeOracle(Oracle):
             self.ctx.state.set("accepted_count", int(self.ctx.state.get("accepted_count", 0)) + 1)
         log_event(self.ctx.log, "stamp accepted for relay", digest=key, signer=s.signer, nonce=s.nonce,
                   stamp_type=s.stamp_type, source=source, held=ahead)  # fmt: skip
+        self.ctx.wake()  # send it now, not after the idle interval
         return Outcome(status="accepted", digest=key, stamp_id=stamp_id)
 
     def _check_registry(self, s: calls.SignedStampFields) -> None:

@@ -39,10 +39,11 @@ class OracleSettings(BaseSettings):
     replicas: int = Field(default=2, ge=1, le=32, description="minimum agency IPFS nodes pinning each CID")
 
     # ---- risk selectivity
-    rules: Path | None = Field(default=None, description="rule set file (JSON, ledger-risk-rules-v1); default: built-in")
+    rules: Path | None = Field(default=None, description="rule set file (JSON); default: built-in")
 
     # ---- partner bridge
     feed_dir: Path | None = Field(default=None, description="directory drop of signed items; default under state")
+    feed_host: str = Field(default="127.0.0.1", max_length=64, description="interface the partner feed listens on")
     feed_port: int = Field(default=0, ge=0, le=65535, description="HTTP port partners push to; 0 = none")
     feed_max_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024, description="largest feed item")
 

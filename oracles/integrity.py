@@ -52,6 +52,7 @@ from ledger_api.documents import (
     Keyring,
     LocalStore,
     StoredDocument,
+    VaultKeyrings,
     open_envelope,
 )
 from ledger_api.documents._store import Source
@@ -209,41 +210,6 @@ class _Document:
     first_seen: float
 
 
-# ---------------------------------------------------------------------------------- key wraps
-
-
-class VaultKeyrings:
-    """Key wraps by envelope CID from the API's document vault (SQLite, opened read-only on demand)."""
-
-    def __init__(self, path: os.PathLike[str] | str) -> None:
-        self.path = os.fspath(path)
-        self._db: sqlite3.Connection | None = None
-
-    def __call__(self, cid: str) -> Keyring | None:
-        """The keyring recorded for envelope ``cid``, or None (no vault, no such envelope)."""
-        if self._db is None:
-            if not os.path.exists(self.path):
-                return None
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
-        try:
-            row = self._db.execute("SELECT keyring FROM sealed WHERE cid = ?", (cid,)).fetchone()
-        except sqlite3.Error as exc:  # vault not initialised (no table yet) or unreadable: no wraps
-            log_event(logging.getLogger("oracles.integrity"), "vault unreadable", level=logging.WARNING, error=str(exc))
-            return None
-        if row is None:
-            return None
-        try:
-            return Keyring.from_json(row[0])
-        except UnsupportedEnvelope:
-            return None
-
-    def close(self) -> None:
-        """Close the vault connection."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-
 # ---------------------------------------------------------------------------------- oracle
 
 
@@ -270,7 +236,7 @@ class IntegrityOracle(Oracle):
     ) -> None:
         super().__init__(ctx)
         self.never_stored_grace = never_stored_grace
-        self._vault = VaultKeyrings(ctx.settings.var_dir / "api" / "documents.db") if keyrings is None else None
+        self._vault = VaultKeyrings.for_settings(ctx.settings) if keyrings is None else None
         self._keyrings: Callable[[str], Keyring | None] = keyrings or self._vault or (lambda _cid: None)
         self._clock = clock
         self._db = sqlite3.connect(ctx.directory / "integrity.db", isolation_level=None, check_same_thread=False)

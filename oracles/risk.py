@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import json
 import logging
-import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from typing import Any, Protocol
 from eth_utils.address import to_checksum_address
 
 from ledger_api.chain import _tx_calls as calls
-from ledger_api.documents import AgencyPrivateKey, Cid, ContentStore, Keyring, open_envelope
+from ledger_api.documents import AgencyPrivateKey, Cid, ContentStore, Keyring, VaultKeyrings, open_envelope
 from ledger_api.errors import (
     DocumentNotFound,
     DocumentTooLarge,
@@ -253,37 +252,6 @@ class KeyringSource(Protocol):
         """The keyring of the envelope stored under ``cid`` (string form), or ``None``."""
 
 
-class VaultKeyrings:
-    """Key wraps from a sealing service's vault database (read-only; table ``sealed(cid, keyring)``).
-
-    The embedded deployment's service keeps it at ``<var_dir>/api/documents.db``.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def keyring(self, cid: str) -> Keyring | None:
-        """The keyring recorded for ``cid``; ``None`` without a vault, a row, or a parseable keyring."""
-        if not self.path.exists():
-            return None
-        try:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
-            try:
-                row = db.execute("SELECT keyring FROM sealed WHERE cid = ?", (cid,)).fetchone()
-            finally:
-                db.close()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return None
-            raise ReadModelError(f"cannot read the key vault {self.path}: {exc}") from None
-        if row is None:
-            return None
-        try:
-            return Keyring.from_json(row[0])
-        except EnvelopeError:
-            return None
-
-
 class _Wait(Exception):
     """The document may become readable later (store down, envelope not found yet)."""
 
@@ -313,7 +281,7 @@ class RiskOracle(Oracle):
     ) -> None:
         super().__init__(ctx)
         self.rule_set = rule_set or load_rule_set(ctx.oracle_settings.rules)
-        self.keyrings: KeyringSource = keyrings or VaultKeyrings(ctx.settings.var_dir / "api" / "documents.db")
+        self.keyrings: KeyringSource = keyrings or ctx.on_close(VaultKeyrings.for_settings(ctx.settings))
         self._private_key: AgencyPrivateKey | None = None
         self._key_loaded = False
         self._anchored = False

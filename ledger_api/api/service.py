@@ -24,7 +24,7 @@ from ledger_api.chain.deploy import Deployment
 from ledger_api.chain.identity import RegistryDirectory
 from ledger_api.chain.keystore import Keystore
 from ledger_api.config import Settings
-from ledger_api.documents import AgencyPrivateKey, content_store
+from ledger_api.documents import VAULT_FILE, AgencyPrivateKey, content_store
 from ledger_api.index import Indexer, ReadModel
 from ledger_api.outbox import EntryState, Outbox, OutboxWorker
 
@@ -119,7 +119,7 @@ def build_writes(
     writes = WriteService(
         outbox=Outbox.open(api_dir / "outbox.db"),
         custody=client.addresses,
-        vault=DocumentVault(api_dir / "documents.db", content_store(settings)),
+        vault=DocumentVault(settings.var_dir / VAULT_FILE, content_store(settings)),
         decryption_keys=decryption,
     )
     return writes, client

@@ -32,6 +32,7 @@ from ledger_api.documents._envelope import (
     seal,
 )
 from ledger_api.documents._ipfs import IpfsStore
+from ledger_api.documents._keyrings import VAULT_FILE, VaultKeyrings
 from ledger_api.documents._merkle import MultiProof, StandardMerkleTree, keccak256, leaf_hash
 from ledger_api.documents._store import (
     DEFAULT_MAX_SIZE,
@@ -49,6 +50,7 @@ __all__ = [
     "ENVELOPE_MAGIC",
     "ENVELOPE_VERSION",
     "MAX_LINKS",
+    "VAULT_FILE",
     "AgencyPrivateKey",
     "AgencyPublicKey",
     "CarImport",
@@ -64,6 +66,7 @@ __all__ = [
     "SealedDocument",
     "StandardMerkleTree",
     "StoredDocument",
+    "VaultKeyrings",
     "cid_of",
     "cid_of_file",
     "content_store",
