@@ -34,6 +34,9 @@ class OracleSettings(BaseSettings):
 
     # ---- integrity watch
     integrity_recheck: float = Field(default=300.0, gt=0, description="seconds between full re-checks")
+    integrity_missing_grace: float = Field(
+        default=3600.0, ge=0, description="seconds before content its anchoring agency's node never held is MISSING"
+    )
 
     # ---- replication
     replicas: int = Field(default=2, ge=1, le=32, description="minimum agency IPFS nodes pinning each CID")

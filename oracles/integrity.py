@@ -230,12 +230,14 @@ class IntegrityOracle(Oracle):
         self,
         ctx: OracleContext,
         *,
-        never_stored_grace: float = NEVER_STORED_GRACE,
+        never_stored_grace: float | None = None,
         keyrings: Callable[[str], Keyring | None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(ctx)
-        self.never_stored_grace = never_stored_grace
+        self.never_stored_grace = (
+            ctx.oracle_settings.integrity_missing_grace if never_stored_grace is None else never_stored_grace
+        )
         self._vault = VaultKeyrings.for_settings(ctx.settings) if keyrings is None else None
         self._keyrings: Callable[[str], Keyring | None] = keyrings or self._vault or (lambda _cid: None)
         self._clock = clock
