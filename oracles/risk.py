@@ -20,40 +20,27 @@ once. Content store down or the envelope not (yet) found: the declaration waits 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-from eth_utils.address import to_checksum_address
+from typing import Any
 
 from ledger_api.chain import _tx_calls as calls
-from ledger_api.documents import AgencyPrivateKey, Cid, ContentStore, Keyring, VaultKeyrings, open_envelope
-from ledger_api.errors import (
-    DocumentNotFound,
-    DocumentTooLarge,
-    EnvelopeError,
-    IntegrityError,
-    InvalidCid,
-    ReadModelError,
-    RuleSetError,
-    StoreUnavailable,
-)
-from ledger_api.index import AlertView, DeclarationStatus, DeclarationView, ReadModel
-from ledger_api.verify.risk import (
-    MAX_DOCUMENT_BYTES,
-    MAX_RULE_SET_BYTES,
-    RULE_SET_BATCH_KIND,
-    AlertCounts,
-    RiskInputs,
-    RuleSet,
-    evaluate,
-    parse_rule_set,
-    replay,
+from ledger_api.documents import AgencyPrivateKey, Cid, VaultKeyrings
+from ledger_api.errors import RuleSetError
+from ledger_api.index import DeclarationStatus, DeclarationView
+from ledger_api.verify.risk import MAX_RULE_SET_BYTES, RULE_SET_BATCH_KIND, RuleSet, evaluate, parse_rule_set, replay
+from ledger_api.verify.risk_inputs import (
+    DocumentLater,
+    KeyringSource,
+    alert_counts_at,
+    anchored_rule_set,
+    gather_inputs,
+    read_declaration,
+    submission_block_hash,
+    trader_aeo_at,
 )
 from oracles._base import Oracle, OracleContext, log_event, open_context
 
@@ -155,7 +142,6 @@ DEFAULT_RULES: dict[str, Any] = {
 }
 
 _OPEN = (DeclarationStatus.SUBMITTED, DeclarationStatus.ACCEPTED)
-_ENVELOPE_OVERHEAD = 64 * 1024
 _WAITING = "waiting:"
 
 
@@ -174,86 +160,10 @@ def load_rule_set(path: Path | None) -> RuleSet:
     return parse_rule_set(data)
 
 
-def anchored_rule_set(read: ReadModel, store: ContentStore, rule_set_hash: str | bytes) -> RuleSet:
-    """The rule set anchored on chain under ``rule_set_hash``: batch → manifest CID → bytes → hash check.
-
-    Raises :class:`RuleSetError` when no such batch is anchored, it is not a rule-set batch, or the
-    stored bytes are not that rule set; content store errors propagate (``DocumentError``).
-    """
-    root = rule_set_hash if isinstance(rule_set_hash, str) else "0x" + rule_set_hash.hex()
-    batch = read.batch(root)
-    if batch is None:
-        raise RuleSetError(f"no rule set is anchored under {root}")
-    if batch["kind"] != RULE_SET_BATCH_KIND:
-        raise RuleSetError(f"batch {root} is of kind {batch['kind']}, not a rule set ({RULE_SET_BATCH_KIND})")
-    try:
-        cid = Cid.from_bytes(bytes.fromhex(str(batch["manifest_cid"]).removeprefix("0x")))
-    except (InvalidCid, ValueError) as exc:
-        raise RuleSetError(f"rule set {root} has an unreadable manifest CID: {exc}") from None
-    rule_set = parse_rule_set(store.read(cid, max_size=MAX_RULE_SET_BYTES))
-    if "0x" + rule_set.hash.hex() != root.lower():
-        raise RuleSetError(f"the rule set stored under {cid} hashes to 0x{rule_set.hash.hex()}, not {root}")
-    return rule_set
-
-
-# ---------------------------------------------------------------------------------- inputs
-
-
-def submission_block_hash(read: ReadModel, view: DeclarationView) -> bytes:
-    """Hash of the block holding the declaration's submission (or amendment) event."""
-    row = read._db.execute("SELECT block_hash FROM blocks WHERE block_number = ?", (view.submitted_block,)).fetchone()
-    if row is None:
-        raise ReadModelError(f"the index holds no hash of block {view.submitted_block}")
-    return bytes.fromhex(str(row[0]).removeprefix("0x"))
-
-
-def trader_aeo_at(read: ReadModel, trader: str, block: int) -> bool:
-    """The trader's AEO flag at the end of ``block`` (``False`` if it was not registered then)."""
-    row = read._db.execute(
-        "SELECT aeo FROM trader_states WHERE trader = ? AND block_number <= ? "
-        "ORDER BY block_number DESC, log_index DESC LIMIT 1",
-        (to_checksum_address(trader), block),
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def _active_at(alerts: Sequence[AlertView], block: int) -> int:
-    return sum(1 for a in alerts if a.block_number <= block and (a.cleared_block is None or a.cleared_block > block))
-
-
-def alert_counts_at(read: ReadModel, view: DeclarationView, block: int) -> AlertCounts:
-    """Alerts active at the end of ``block`` on the declaration, its declarant and its documents."""
-    return AlertCounts(
-        declaration=_active_at(read.alerts(view.declaration_id), block),
-        trader=_active_at(read.alerts(view.declarant), block),
-        document=sum(_active_at(read.alerts(d.sha256), block) for d in view.documents),
-    )
-
-
-def gather_inputs(read: ReadModel, view: DeclarationView, document: bytes | None) -> RiskInputs:
-    """The :class:`RiskInputs` of a declaration from a read model (what an auditor recomputes too)."""
-    block = view.submitted_block
-    return RiskInputs(
-        declaration_id=bytes.fromhex(view.declaration_id.removeprefix("0x")),
-        block_hash=submission_block_hash(read, view),
-        document=document,
-        trader_aeo=trader_aeo_at(read, view.declarant, block),
-        alerts=alert_counts_at(read, view, block),
-    )
-
-
 # ---------------------------------------------------------------------------------- documents
 
-
-class KeyringSource(Protocol):
-    """Where the key wraps of a stored envelope are found."""
-
-    def keyring(self, cid: str) -> Keyring | None:
-        """The keyring of the envelope stored under ``cid`` (string form), or ``None``."""
-
-
-class _Wait(Exception):
-    """The document may become readable later (store down, envelope not found yet)."""
+#: The document may become readable later (store down, envelope not found yet).
+_Wait = DocumentLater
 
 
 # ---------------------------------------------------------------------------------- oracle
@@ -331,31 +241,9 @@ class RiskOracle(Oracle):
 
     def read_document(self, view: DeclarationView) -> tuple[bytes | None, str]:
         """The declaration's plaintext, or ``(None, reason)``; raises :class:`_Wait` when it may come later."""
-        try:
-            cid = Cid.from_bytes(bytes.fromhex(view.cid.removeprefix("0x")))
-        except (InvalidCid, ValueError):
-            return None, "invalid-cid"
-        private_key = self._decryption_key()
-        if private_key is None:
-            return None, "no-decryption-key"
-        keyring = self.keyrings.keyring(str(cid))
-        if keyring is None:
-            return None, "no-keyring"
-        if self.ctx.agency not in keyring.agencies:
-            return None, "not-shared"
-        try:
-            envelope = self.ctx.store.read(cid, max_size=MAX_DOCUMENT_BYTES + _ENVELOPE_OVERHEAD)
-        except (StoreUnavailable, DocumentNotFound) as exc:
-            raise _Wait(f"{type(exc).__name__}: {exc}") from exc
-        except (IntegrityError, DocumentTooLarge) as exc:
-            return None, exc.code
-        try:
-            plaintext = open_envelope(envelope, keyring, agency_id=self.ctx.agency, private_key=private_key)
-        except EnvelopeError as exc:
-            return None, exc.code
-        if "0x" + hashlib.sha256(plaintext).hexdigest() != view.declaration_id:
-            return None, "commitment-mismatch"
-        return plaintext, "read"
+        return read_declaration(cid=view.cid, declaration_id=view.declaration_id, store=self.ctx.store,
+                                keyrings=self.keyrings, agency=self.ctx.agency,
+                                private_key=self._decryption_key())  # fmt: skip
 
     # ---- the pass
 
