@@ -12,22 +12,27 @@ This package never imports web3: it reads the chain through ``ledger_api.chain.e
 and encodes view calls with eth_abi.
 """
 
+from ledger_api.audit._channels import DeclarationReader, ReplayFacts, RuleSetChannelCheck
 from ledger_api.audit._digest import DIGEST_VERSION, digest
 from ledger_api.audit._findings import AuditError, Finding, Severity
 from ledger_api.audit._replay import DeploymentLike, Progress, ReplayReport, Throughput, replay, write_report
-from ledger_api.audit._state import ChannelAssignment, ChannelRuleCheck, LedgerState, Rebuilder
+from ledger_api.audit._state import ChannelAssignment, ChannelProblem, ChannelRuleCheck, LedgerState, Rebuilder
 
 __all__ = [
     "DIGEST_VERSION",
     "AuditError",
     "ChannelAssignment",
+    "ChannelProblem",
     "ChannelRuleCheck",
+    "DeclarationReader",
     "DeploymentLike",
     "Finding",
     "LedgerState",
     "Progress",
     "Rebuilder",
+    "ReplayFacts",
     "ReplayReport",
+    "RuleSetChannelCheck",
     "Severity",
     "Throughput",
     "digest",

@@ -9,10 +9,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from ledger_api.audit._channels import DeclarationReader, RuleSetChannelCheck
 from ledger_api.audit._digest import DIGEST_VERSION, digest, plan, state_records, view_records
 from ledger_api.audit._findings import AuditError, Finding, Severity
 from ledger_api.audit._state import ChannelRuleCheck, LedgerState, Rebuilder
 from ledger_api.chain.events import EventDecoder, JsonRpc, RawLog, fetch_logs
+from ledger_api.documents import ContentStore
 
 __all__ = ["DeploymentLike", "Progress", "ReplayReport", "Throughput", "replay", "write_report"]
 
@@ -81,6 +83,7 @@ class ReplayReport:
     checks_skipped: dict[str, str]
     throughput: Throughput
     state: LedgerState = field(repr=False)
+    checks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def digest_match(self) -> bool | None:
@@ -125,6 +128,7 @@ class ReplayReport:
             "findings": [f.to_json(explorer) for f in self.findings],
             "counts": self.counts,
             "events": self.events_by_name,
+            "checks": self.checks,
             "checks_skipped": self.checks_skipped,
             "throughput": self.throughput.to_json(),
         }
@@ -202,6 +206,8 @@ def replay(
     logs: Iterable[Sequence[RawLog]] | None = None,
     compare_views: bool = True,
     channel_check: ChannelRuleCheck | None = None,
+    rule_store: ContentStore | None = None,
+    reader: DeclarationReader | None = None,
     progress: IO[str] | None = sys.stderr,
     initial_range: int = 2_000,
     max_range: int = 100_000,
@@ -214,10 +220,14 @@ def replay(
     — or takes them from ``logs`` (pages of raw logs, e.g. a modified history under test) — decodes
     them by ABI layout, rebuilds the state while checking the invariants, then (``compare_views``)
     reads every record of the digest from the contract views at ``to_block`` and compares.
-    ``channel_check`` re-derives channels from the rule set; without it that check is reported as
+    ``channel_check`` re-derives channels from the rule set; ``rule_store`` (the content store holding
+    the anchored rule sets and the envelopes) asks for the standard one, :class:`RuleSetChannelCheck`,
+    which opens declarations with ``reader`` when given. Without either, that check is reported as
     skipped. Progress goes to ``progress`` (``None``: silent).
     """
     started = time.perf_counter()
+    if channel_check is None and rule_store is not None:
+        channel_check = RuleSetChannelCheck(rule_store, reader=reader)
     deployer = getattr(deployment, "deployer", None)
     decoder = EventDecoder.for_contracts(
         {deployment.registry: "AgencyRegistry", deployment.ledger: "ClearanceLedger"}, hex_bytes=True
@@ -309,10 +319,20 @@ def replay(
                 )
         view_seconds = time.perf_counter() - t_views
     checks_skipped = {"document-fetch": "not in scope of this replay (no content stores given)"}
+    checks: dict[str, Any] = {}
     if channel_check is None:
         checks_skipped["channel-rule-set"] = (
             f"no rule-set check given (ledger_api/verify/risk.py): {rebuilder.channels_unchecked} channels NOT checked"
         )
+    else:
+        summary = getattr(channel_check, "summary", None)
+        checks["channel-rule-set"] = summary() if callable(summary) else {"checked": rebuilder.channel_checks}
+        unverified = checks["channel-rule-set"].get("verdicts", {}).get("content-unverified", 0)
+        if unverified:
+            checks_skipped["channel-content"] = (
+                f"{unverified} channels depend on declaration content the auditor could not read: only their "
+                "content-free rules were checked (give a decryption key: --agency)"
+            )
     return ReplayReport(
         chain_id=deployment.chain_id,
         registry=deployment.registry,
@@ -338,6 +358,7 @@ def replay(
             total_seconds=time.perf_counter() - started,
         ),  # fmt: skip
         state=rebuilder.state,
+        checks=checks,
     )
 
 

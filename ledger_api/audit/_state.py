@@ -24,7 +24,7 @@ from typing import Any
 from ledger_api.audit._findings import Finding, Severity
 from ledger_api.chain.events import DecodedEvent
 
-__all__ = ["ChannelAssignment", "ChannelRuleCheck", "LedgerState", "Rebuilder"]
+__all__ = ["ChannelAssignment", "ChannelProblem", "ChannelRuleCheck", "LedgerState", "Rebuilder"]
 
 ZERO32 = "0x" + "00" * 32
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -213,6 +213,8 @@ class AlertState:
     raised_at: int
     evidence_sha256: str
     active: bool = True
+    raised_block: int = 0
+    cleared_block: int | None = None
 
 
 @dataclass(slots=True)
@@ -244,6 +246,10 @@ class LedgerState:
     alerts: dict[int, AlertState] = field(default_factory=dict)
     active_alerts: dict[str, int] = field(default_factory=dict)
     nonces: dict[str, int] = field(default_factory=dict)  # relayed stamps per signer
+    # history the risk inputs need "as of the submission block" (ledger_api.verify.risk_inputs):
+    block_hashes: dict[int, str] = field(default_factory=dict)  # every block that holds an event
+    aeo_history: dict[str, list[tuple[int, bool]]] = field(default_factory=dict)  # trader → (block, aeo)
+    alerts_by_subject: dict[str, list[int]] = field(default_factory=dict)  # subject → alert ids
     signers_seen: set[str] = field(default_factory=set)  # every acting address named by an event
     # ids named by an event without being created by one (a cited or revoked stamp, a decided declaration …):
     # the digest reads them too, so a history that hides their creation differs from the views.
@@ -289,12 +295,28 @@ class ChannelAssignment:
     block_time: int
     tx: str
     declaration: DeclarationState
+    #: The replayed state when the check runs (after the last event of the channel's block): its
+    #: histories answer "as of the submission block" (:class:`ledger_api.audit.ReplayFacts`).
+    state: LedgerState | None = None
 
 
-#: Re-derives a channel from the anchored rule set: returns the problems found (empty = it matches).
-#: Meant to wrap the risk oracle's own function (``ledger_api/verify/risk.py``, being written); the
-#: replay reports ``channel-rule-set`` as *skipped* when no check is given — never as passed.
-ChannelRuleCheck = Callable[[ChannelAssignment], Iterable[str]]
+@dataclass(frozen=True, kw_only=True)
+class ChannelProblem:
+    """A problem a :data:`ChannelRuleCheck` found, when it is not a plain error (a bare string is one)."""
+
+    message: str
+    code: str = "channel-rule-set"
+    severity: str = Severity.ERROR
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Re-derives a channel from the anchored rule set: returns the problems found (empty = it matches),
+#: each a string (an error, code ``channel-rule-set``) or a :class:`ChannelProblem`. The replay runs
+#: it once the channel's block has ended (the inputs are "as of the end of the submission block",
+#: and the two may be the same block). :class:`ledger_api.audit.RuleSetChannelCheck` wraps the risk
+#: oracle's own function (``ledger_api/verify/risk.py``); the replay reports ``channel-rule-set`` as
+#: *skipped* when no check is given — never as passed.
+ChannelRuleCheck = Callable[[ChannelAssignment], Iterable[str | ChannelProblem]]
 
 
 # ================================================================================ rebuilder
@@ -334,6 +356,7 @@ class Rebuilder:
         }
         self._time = 0
         self._event: DecodedEvent | None = None
+        self._channels_due: list[tuple[ChannelAssignment, DecodedEvent]] = []  # checks waiting for their block's end
 
     # ------------------------------------------------------------------ plumbing
 
@@ -344,8 +367,11 @@ class Rebuilder:
             if event.name != "EIP712DomainChanged":
                 self._flag("unknown-event", f"no replay rule for event {event.name}", event)
             return
+        if self._channels_due and event.block_number > self._channels_due[0][1].block_number:
+            self._run_channel_checks()
         self._time = block_time
         self._event = event
+        self.state.block_hashes[event.block_number] = event.block_hash
         if event.contract == "AgencyRegistry" and self._creation_tx is None:
             self._creation_tx = event.tx_hash
         handler(event, event.args, block_time)
@@ -519,6 +545,7 @@ class Rebuilder:
         self.state.traders[address] = TraderState(
             registrar_index=a["registrarIndex"], status=TRADER_ACTIVE, aeo=a["aeo"]
         )
+        self.state.aeo_history.setdefault(address, []).append((e.block_number, bool(a["aeo"])))
 
     def _registrar_active(self, e: DecodedEvent, index: int) -> None:
         agency = self.state.agencies.get(index)
@@ -532,6 +559,7 @@ class Rebuilder:
             return
         self._registrar_active(e, trader.registrar_index)
         trader.status, trader.aeo = a["status"], a["aeo"]
+        self.state.aeo_history.setdefault(_lower(a["trader"]), []).append((e.block_number, bool(a["aeo"])))
 
     # ------------------------------------------------------------------ registry: governance
 
@@ -719,10 +747,24 @@ class Rebuilder:
         assignment = ChannelAssignment(
             declaration_id=d.id, channel=channel, required_stamps=required, rule_set_hash=a["ruleSetHash"],
             agency_index=a["agencyIndex"], signer=a["signer"], block=e.block_number, block_time=t, tx=e.tx_hash,
-            declaration=d,
+            declaration=d, state=self.state,
         )  # fmt: skip
-        for problem in self._channel_check(assignment):
-            self._flag("channel-rule-set", f"channel of {d.id}: {problem}", e, rule_set=a["ruleSetHash"])
+        self._channels_due.append((assignment, e))
+
+    def _run_channel_checks(self) -> None:
+        """Run the channel checks queued until the end of their block."""
+        due, self._channels_due = self._channels_due, []
+        assert self._channel_check is not None
+        for assignment, e in due:
+            for problem in self._channel_check(assignment):
+                if isinstance(problem, ChannelProblem):
+                    self._flag(
+                        problem.code, f"channel of {assignment.declaration_id}: {problem.message}", e,
+                        severity=problem.severity, rule_set=assignment.rule_set_hash, **problem.details,
+                    )  # fmt: skip
+                else:
+                    self._flag("channel-rule-set", f"channel of {assignment.declaration_id}: {problem}", e,
+                               rule_set=assignment.rule_set_hash)  # fmt: skip
 
     # ------------------------------------------------------------------ ledger: stamps
 
@@ -923,9 +965,10 @@ class Rebuilder:
             self._flag("invalid-alert", f"alert {a['alertId']} out of sequence or of unknown kind", e)
         s.alerts[a["alertId"]] = AlertState(
             id=a["alertId"], subject=a["subject"], subject_kind=a["subjectKind"], agency_index=a["agencyIndex"],
-            reason_code=a["reasonCode"], raised_at=t, evidence_sha256=a["evidenceSha256"],
+            reason_code=a["reasonCode"], raised_at=t, evidence_sha256=a["evidenceSha256"], raised_block=e.block_number,
         )  # fmt: skip
         s.active_alerts[a["subject"]] = s.active_alerts.get(a["subject"], 0) + 1
+        s.alerts_by_subject.setdefault(a["subject"], []).append(a["alertId"])
 
     def _onAlertCleared(self, e: DecodedEvent, a: Mapping[str, Any], t: int) -> None:
         alert = self.state.alerts.get(a["alertId"])
@@ -937,6 +980,7 @@ class Rebuilder:
         if not governance:
             self._actor(e, signer, ANY_ROLE, agency=alert.agency_index)
         alert.active = False
+        alert.cleared_block = e.block_number
         self.state.active_alerts[alert.subject] -= 1
 
     def _onApprovalsRequiredChanged(self, e: DecodedEvent, a: Mapping[str, Any], t: int) -> None:
@@ -948,7 +992,12 @@ class Rebuilder:
     # ------------------------------------------------------------------ whole-history checks
 
     def finish(self) -> None:
-        """Checks that need the whole history: amendment chains; signatures voided by a later compromise."""
+        """Checks that need the whole history: amendment chains; signatures voided by a later compromise.
+
+        Also runs the channel checks still waiting for the end of the last block.
+        """
+        if self._channels_due:
+            self._run_channel_checks()
         s = self.state
         for d in s.declarations.values():
             if d.previous_id != ZERO32:
