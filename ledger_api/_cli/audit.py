@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,60 @@ def register(subparsers: Any) -> None:
     replay.add_argument("--explorer", default=None, metavar="TEMPLATE",
                         help="URL template for finding links, e.g. 'https://explorer/tx/{tx}'")  # fmt: skip
     replay.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    where = replay.add_mutually_exclusive_group()
+    where.add_argument("--store", type=Path, default=None, metavar="PATH",
+                       help="embedded content store holding the rule sets and envelopes (default: the configured "
+                       "store: LEDGER_IPFS_API or <var_dir>/store)")  # fmt: skip
+    where.add_argument("--ipfs", default=None, metavar="API", help="IPFS (Kubo RPC) API to fetch them from instead")
+    where.add_argument("--no-channel-check", action="store_true",
+                       help="do not re-derive channels from the rule sets (reported as skipped)")  # fmt: skip
+    replay.add_argument("--agency", default=None, metavar="CODE",
+                        help="open declarations with this agency's decryption key from the keystore (label: CODE in "
+                        "lower case) and the keyrings of the local sealing vault; without it only the content-free "
+                        "rules of content-dependent channels are checked")  # fmt: skip
+    replay.add_argument("--vault", type=Path, default=None, metavar="FILE",
+                        help="vault database holding the keyrings (default: <var_dir>/api/documents.db)")  # fmt: skip
     replay.set_defaults(handler=_replay)
+
+
+def _channel_sources(args: argparse.Namespace, settings: Any, stack: ExitStack) -> tuple[Any, Any]:
+    """The content store of the rule sets / envelopes and, with ``--agency``, the declaration reader."""
+    from ledger_api.audit import DeclarationReader
+    from ledger_api.chain.keystore import Keystore
+    from ledger_api.documents import (
+        VAULT_FILE,
+        AgencyPrivateKey,
+        ContentStore,
+        IpfsStore,
+        LocalStore,
+        VaultKeyrings,
+        content_store,
+    )
+    from ledger_api.errors import ConfigurationError
+
+    store: ContentStore
+    if args.store is not None:
+        if not args.store.is_dir():
+            raise ConfigurationError(f"no content store at {args.store}")
+        store = LocalStore(args.store)
+    elif args.ipfs:
+        ipfs = IpfsStore(args.ipfs)
+        stack.callback(ipfs.close)
+        store = ipfs
+    else:
+        store = content_store(settings)
+    reader = None
+    if args.agency:
+        keystore = Keystore.from_settings(settings)
+        label = args.agency.lower()
+        if not keystore.has_encryption_key(label):
+            raise ConfigurationError(f"the keystore holds no decryption key '{label}' for agency {args.agency}")
+        keyrings = VaultKeyrings(args.vault or settings.var_dir / VAULT_FILE)
+        stack.callback(keyrings.close)
+        reader = DeclarationReader(
+            agency=args.agency, private_key=AgencyPrivateKey(keystore.encryption_key(label)), keyrings=keyrings
+        )
+    return store, reader
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -45,12 +99,16 @@ def _replay(args: argparse.Namespace) -> int:
     if not path.exists():
         raise ConfigurationError(f"no deployment record at {path} (run `ledger up` or pass --deployment)")
     deployment = Deployment.load(path)
-    report = replay(
-        args.rpc_url or settings.effective_rpc_url,
-        deployment,
-        to_block=args.to_block,
-        progress=None if args.quiet else sys.stderr,
-    )
+    with ExitStack() as stack:
+        store, reader = (None, None) if args.no_channel_check else _channel_sources(args, settings, stack)
+        report = replay(
+            args.rpc_url or settings.effective_rpc_url,
+            deployment,
+            to_block=args.to_block,
+            rule_store=store,
+            reader=reader,
+            progress=None if args.quiet else sys.stderr,
+        )
     if args.report:
         write_report(report, args.report, explorer=args.explorer)
     rate = report.throughput.events_per_second
@@ -65,6 +123,8 @@ def _replay(args: argparse.Namespace) -> int:
     for finding in report.errors[:20]:
         where = f" (block {finding.block}, tx {finding.tx})" if finding.block is not None else ""
         print(f"  {finding.code}: {finding.message}{where}", file=sys.stderr)
+    for name, summary in report.checks.items():
+        print(f"  checked {name}: {summary.get('checked', 0)} {summary.get('verdicts', {})}", file=sys.stderr)
     for name, why in report.checks_skipped.items():
         print(f"  skipped {name}: {why}", file=sys.stderr)
     return 0 if report.ok else EXIT_FINDINGS
