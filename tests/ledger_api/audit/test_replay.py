@@ -115,12 +115,31 @@ def test_cli_replay_writes_a_report_and_exits_zero(
             "--report",
             str(out),
             "--quiet",
+            "--no-channel-check",
         ]
     )
     assert args.handler(args) == 0
     data = json.loads(out.read_text())
     assert data["ok"] is True and data["blocks"]["to"] == history.checkpoints[-1]
+    assert "channel-rule-set" in data["checks_skipped"]
     assert "OK" in capsys.readouterr().err
+    # by default channels are checked against the anchored rule sets: this history's channels name a
+    # rule set that was never anchored, so each is an error — never a pass
+    args = parser.parse_args([*args_list(record, chain, history, out)])
+    assert args.handler(args) == 3
+    data = json.loads(out.read_text())
+    assert data["ok"] is False and "channel-rule-set" not in data["checks_skipped"]
+    assert set(data["summary"]["by_code"]) == {"channel-rule-set-unverifiable"}
+    assert data["checks"]["channel-rule-set"]["verdicts"] == {
+        "rule-set-unverifiable": data["summary"]["by_code"]["channel-rule-set-unverifiable"]
+    }
+    assert "FAILED" in capsys.readouterr().err
+
+
+def args_list(record: Path, chain: Chain, history: History, out: Path) -> list[str]:
+    """``audit replay`` arguments for the CLI test."""
+    return ["audit", "replay", "--deployment", str(record), "--rpc-url", chain.rpc_url,
+            "--to-block", str(history.checkpoints[-1]), "--report", str(out), "--quiet"]  # fmt: skip
 
 
 def test_replay_from_pages_fetched_elsewhere_is_the_same(chain: Chain, history: History) -> None:
