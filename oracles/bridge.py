@@ -387,10 +387,12 @@ class BridgeOracle(Oracle):
         return self.feed_port
 
     def close(self) -> None:
-        """Stop the HTTP feed."""
+        """Stop the HTTP feed and wait for a request being handled (journals close after this)."""
         if self._feed is not None:
             self._feed.close()
             self._feed = None
+        with self._lock:  # a handler thread inside submit() finishes before the context closes
+            pass
 
     # ---- the loop
 
@@ -611,7 +613,9 @@ class BridgeOracle(Oracle):
             for signer in sorted({p["signer"] for p in pending.values()}):
                 for key, p in sorted(((k, p) for k, p in pending.items() if p["signer"] == signer),
                                      key=lambda kp: int(kp[1]["nonce"])):  # fmt: skip
-                    if not p["posted"] and self.ctx.posted(f"stamp:{key}") is None:
+                    # Reaching an item means every earlier one of this signer is settled or mined. No
+                    # journal entry (held, or a crash between remembering it and journaling it): post now.
+                    if self.ctx.posted(f"stamp:{key}") is None:
                         item = parse_item(json.dumps(p["item"]).encode(), max_bytes=1 << 20)
                         self.ctx.post(f"stamp:{key}", calls.relay_stamp(stamp=item.stamp, signature=item.signature))
                         p["posted"] = True

@@ -400,3 +400,40 @@ def test_an_inspectors_stamps_in_nonce_order_are_relayed_from_the_drop_and_a_fai
     second_try = subprocess.run(command, env=env, capture_output=True, timeout=120)
     assert second_try.returncode == 1 and json.loads(second_try.stdout)["reason"] == "replayed"
     assert int(view(ledger, "nonces", ledger.address(LAB))[0]) == fifth["nonce"] + 1
+
+
+@pytest.mark.integration
+@pytest.mark.faults
+def test_a_crash_between_remembering_an_item_and_journaling_its_relay_still_relays_it_once(
+    ledger: Ledger, contexts: Callable[..., OracleContext]
+) -> None:
+    declaration_id = declaration(ledger)
+    first_life = BridgeOracle(contexts("bridge", "NL-RTM-CUSTOMS"))
+    first_life.ctx.sync()
+    item = sign(ledger, declaration_id)
+
+    def killed(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyboardInterrupt("SIGKILL stand-in: the process dies before journaling the relay")
+
+    first_life.ctx.post = killed  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        first_life.submit(body(item), source="http:test")
+    assert first_life.ctx.state.get("pending"), "the item was remembered before the crash"
+    assert first_life.ctx.outbox.counts() == {}
+    first_life.close()
+    first_life.ctx.close()
+
+    second_life = BridgeOracle(contexts("bridge", "NL-RTM-CUSTOMS"))  # same state directory
+    second_life.ctx.sync()
+    again = second_life.submit(body(item), source="http:test")  # the partner retries meanwhile
+    assert again.status in ("accepted", "replayed")
+    settle(second_life)
+    assert len(recorded_stamps(second_life.ctx, declaration_id)) == 1
+    assert int(view(ledger, "nonces", item["signer"])[0]) == 1
+    assert second_life.ctx.outbox.counts() == {"final": 1}
+    # the signer's next stamp is not held behind a ghost
+    nxt = sign(ledger, declaration_id)
+    assert second_life.submit(body(nxt), source="http:test").status == "accepted"
+    settle(second_life)
+    assert len(recorded_stamps(second_life.ctx, declaration_id)) == 2
+    second_life.close()
