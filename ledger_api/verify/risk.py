@@ -270,10 +270,28 @@ def _depth_ok(value: Any, depth: int = 0) -> bool:
     return True
 
 
+#: The largest amount (value, threshold, rate) the rules take: far above any consignment, and small
+#: enough that sums of :data:`MAX_GOODS` lines can never overflow a float.
+MAX_AMOUNT = 1e15
+
+
+def _amount(value: Any) -> float | None:
+    """``value`` as a float if it is a JSON number in ``[0, MAX_AMOUNT]``, else ``None`` (never raises:
+    huge JSON integers overflow ``float()``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and 0 <= number <= MAX_AMOUNT else None
+
+
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise RuleSetError(f"{where} must be a non-negative number")
-    return float(value)
+    number = _amount(value)
+    if number is None:
+        raise RuleSetError(f"{where} must be a number between 0 and {MAX_AMOUNT:.0e}")
+    return number
 
 
 def _keys(raw: Mapping[str, Any], allowed: set[str], required: set[str], where: str) -> None:
@@ -438,7 +456,7 @@ def parse_declaration(document: Any, rule_set: RuleSet) -> tuple[GoodsLine, ...]
     currency when absent; it must be in ``exchange_rates``) and ``goods``: a non-empty list of at
     most :data:`MAX_GOODS` objects ``{"hs_code": "850440", "origin": "CN", "value": 12000.0}``
     (HS code 2-12 digits, dots and spaces ignored; origin ISO 3166-1 alpha-2, case-insensitive;
-    value a finite number >= 0 in ``currency``). Raises ``ValueError`` when the shape is wrong.
+    value a number in ``[0, MAX_AMOUNT]`` in ``currency``, also after conversion). Raises ``ValueError`` when the shape is wrong.
     """
     if not isinstance(document, dict):
         raise _Malformed("the declaration is not a JSON object")
@@ -461,10 +479,10 @@ def parse_declaration(document: Any, rule_set: RuleSet) -> tuple[GoodsLine, ...]
         origin = origin.upper() if isinstance(origin, str) else origin
         if not isinstance(origin, str) or not _COUNTRY.match(origin):
             raise _Malformed(f"goods[{n}].origin must be an ISO 3166-1 alpha-2 code")
-        value = line.get("value")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise _Malformed(f"goods[{n}].value must be a finite number >= 0")
-        lines.append(GoodsLine(hs_code=hs, origin=origin, value=float(value) * rate))
+        value = _amount(line.get("value"))
+        if value is None or value * rate > MAX_AMOUNT:
+            raise _Malformed(f"goods[{n}].value must be a number between 0 and {MAX_AMOUNT:.0e}")
+        lines.append(GoodsLine(hs_code=hs, origin=origin, value=value * rate))
     return tuple(lines)
 
 

@@ -94,7 +94,7 @@ def test_the_hash_is_sha256_of_the_canonical_form_whatever_the_layout() -> None:
         (lambda r: r["rules"].append(_rule("on_unreadable", {"aeo": True})), "reserved"),
         (lambda r: r["rules"].append(_rule("h", {"hs_prefix": ["8a"]})), "hs_prefix"),
         (lambda r: r["rules"].append(_rule("o", {"origin": ["cn"]})), "origin"),
-        (lambda r: r["rules"].append(_rule("v", {"total_value_over": -1})), "non-negative"),
+        (lambda r: r["rules"].append(_rule("v", {"total_value_over": -1})), "between 0 and"),
         (lambda r: r["rules"].append(_rule("p", {"sample_ppm": 1.5})), "sample_ppm"),
         (lambda r: r["rules"].append(_rule("p", {"sample_ppm": SAMPLE_SCALE + 1})), "sample_ppm"),
         (lambda r: r["rules"].append(_rule("l", {"alerts": ["nobody"]})), "alerts"),
@@ -201,6 +201,9 @@ def test_unreadable_documents_get_on_unreadable_and_the_rules_that_need_no_conte
         _doc([_line(value=True)]),
         _doc([_line(hs="x")]),
         canonical_json({"goods": "many"}),
+        _doc([_line(value=1e308), _line(value=1e308)]),  # the sum would overflow
+        b'{"goods":[{"hs_code":"850440","origin":"CN","value":1' + b"0" * 400 + b'}]}',  # no float holds it
+        _doc([_line(value=2e15)]),  # above MAX_AMOUNT
     ],  # fmt: skip
 )
 def test_readable_documents_the_rules_cannot_read_are_malformed(document: bytes) -> None:
@@ -303,3 +306,11 @@ def test_replay_tells_fallbacks_mismatches_and_other_rule_sets_apart() -> None:
     other = replay(rs, inputs, channel=1, required_stamps=0, rule_set_hash=b"\x00" * 32)
     assert other.verdict == "rule-set-mismatch" and not other.ok
     assert StampType.PHYSICAL_EXAM == 1
+
+
+@pytest.mark.parametrize("amount", [10**400, 1e300, -1, float("inf")])
+def test_rule_set_amounts_out_of_range_are_refused_not_crashing(amount: Any) -> None:
+    raw = _rules(_rule("big", {"total_value_over": 1}))
+    raw["rules"][0]["when"]["total_value_over"] = amount
+    with pytest.raises(RuleSetError):
+        parse_rule_set(json.dumps(raw).encode())
