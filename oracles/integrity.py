@@ -70,6 +70,7 @@ from ledger_api.errors import (
 )
 from ledger_api.hashing import canonical_json
 from ledger_api.index import AnchorKind, AnchorView
+from ledger_api.outbox import EntryState
 from oracles._base import Oracle, OracleContext, log_event, open_context
 
 __all__ = [
@@ -620,6 +621,19 @@ class IntegrityOracle(Oracle):
             "last_step": dict(self._last),
             "stores": sorted(self.ctx.stores),
         }
+
+    def problems(self) -> list[str]:
+        """Copies currently tampered / missing / not matching their commitment, and alerts the ledger
+        refused: while any is listed the oracle reports ``degraded`` (health 503)."""
+        bad = self._db.execute(
+            "SELECT state, COUNT(*) FROM copies WHERE state IN ('tampered', 'missing', 'commitment-mismatch') "
+            "GROUP BY state ORDER BY state"
+        ).fetchall()
+        out = [f"{count} stored cop{'y' if count == 1 else 'ies'} {state}" for state, count in bad]
+        failed = [f for f in _findings(self.ctx) if f["alert"] is not None and f["alert"]["state"] == EntryState.FAILED]
+        if failed:
+            out.append(f"{len(failed)} alert(s) refused by the ledger (see `integrity findings`)")
+        return out
 
     def close(self) -> None:
         """Close the oracle's own database and the vault connection."""

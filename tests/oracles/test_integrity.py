@@ -160,6 +160,7 @@ def test_intact_documents_are_verified_and_raise_no_alert(
     assert details["documents"] == {"ok": 3}
     assert details["commitments"] == {"verified": 3}  # all three envelopes opened with the auditor's wrap
     assert details["findings"] == 0 and _findings(ctx) == {}
+    assert details["problems"] == []
     assert _alert_count(ledger) == 0
     assert len(envelopes) == 3
 
@@ -260,6 +261,8 @@ def test_deleted_blocks_are_missing(ledger: Ledger, contexts: Callable[..., Orac
     _block_file(store.root / "blocks", _leaves(store, big.cid)[0]).unlink()
     _run(ctx, steps=2)
     assert _doc_states(ctx) == {"ok": 1, "missing": 2}
+    status = read_status(ctx) or {}
+    assert status["details"]["problems"] == ["2 stored copies missing"]  # health answers 503 while running
     reasons = {v["finding"]["sha256"]: v["finding"]["reason"] for v in _findings(ctx).values()}
     assert reasons == {"0x" + small.sha256.hex(): "missing", "0x" + big.sha256.hex(): "missing"}
     assert _alert_count(ledger) == 2
