@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -683,10 +684,18 @@ class BridgeOracle(Oracle):
         """Handle one dropped file and move it to ``processed/`` or ``rejected/`` (+ ``.reason.json``)."""
         source = f"drop:{path.name}"
         try:
-            with path.open("rb") as handle:
-                body = handle.read(self.max_bytes + 1)
+            # never follow a symlink out of the inbox, never block on a FIFO or device
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:  # taken away meanwhile
             return
+        except OSError:  # a symlink (ELOOP) or unreadable: refused like any bad item
+            fd = -1
+        if fd >= 0:
+            with os.fdopen(fd, "rb") as handle:
+                regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+                body = handle.read(self.max_bytes + 1) if regular else b""
+        else:
+            body = b""
         outcome = self.submit(body, source=source)
         if outcome.status == "replayed" and outcome.digest:
             known = self.ctx.state.fact(f"item:{outcome.digest}")
@@ -723,11 +732,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+#: Deliveries handled at once by the HTTP feed; more get 503 + Retry-After.
+FEED_MAX_CONCURRENT = 16
+
+
 class _FeedServer:
     """``POST /v1/stamps`` (one JSON item) and ``GET /v1/stamps/<digest>`` on a thread."""
 
     def __init__(self, host: str, port: int, oracle: BridgeOracle) -> None:
         bridge = oracle
+        slots = threading.BoundedSemaphore(FEED_MAX_CONCURRENT)
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "ledger-bridge"
@@ -739,7 +753,7 @@ class _FeedServer:
                     self._send(404, {"error": "not-found"})
                     return
                 length_text = self.headers.get("Content-Length")
-                if length_text is None or not length_text.isdigit():
+                if length_text is None or not re.fullmatch(r"[0-9]{1,12}", length_text):
                     self._send(411, {"reason": "malformed", "detail": "Content-Length is required"})
                     return
                 length = int(length_text)
@@ -750,13 +764,19 @@ class _FeedServer:
                     self.close_connection = True
                     self._send(413, outcome.as_dict())
                     return
-                body = self.rfile.read(length)
+                if not slots.acquire(blocking=False):  # bounded concurrent work: shed load, never queue unbounded
+                    self.close_connection = True
+                    self._send(503, {"reason": "busy", "detail": "too many concurrent deliveries; retry"})
+                    return
                 try:
+                    body = self.rfile.read(length)
                     outcome = bridge.submit(body, source=f"http:{self.client_address[0]}")
                 except DEPENDENCY_ERRORS as exc:
                     log_event(bridge.ctx.log, "feed item deferred", level=logging.WARNING, error=type(exc).__name__)
                     self._send(503, {"reason": "unavailable", "detail": "the ledger cannot be reached; retry"})
                     return
+                finally:
+                    slots.release()
                 self._send(outcome.http_status, outcome.as_dict())
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming

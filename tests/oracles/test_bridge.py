@@ -437,3 +437,22 @@ def test_a_crash_between_remembering_an_item_and_journaling_its_relay_still_rela
     settle(second_life)
     assert len(recorded_stamps(second_life.ctx, declaration_id)) == 2
     second_life.close()
+
+
+@pytest.mark.integration
+def test_a_symlink_dropped_in_the_inbox_is_never_followed(
+    ledger: Ledger, contexts: Callable[..., OracleContext], tmp_path: Any
+) -> None:
+    declaration_id = declaration(ledger)
+    oracle = BridgeOracle(contexts("bridge", "NL-RTM-CUSTOMS"))
+    outside = tmp_path / "elsewhere.json"
+    outside.write_bytes(body(sign(ledger, declaration_id)))  # a valid item, but not dropped by the partner
+    (oracle.inbox / "link.json").symlink_to(outside)
+    try:
+        run(oracle, max_steps=1)
+        reason = json.loads((oracle.inbox / "rejected" / "link.reason.json").read_text())
+        assert reason["status"] == "rejected" and reason["reason"] == "malformed"
+        assert oracle.ctx.outbox.counts() == {} and outside.exists()
+        assert len(recorded_stamps(oracle.ctx, declaration_id)) == 0
+    finally:
+        oracle.close()
