@@ -124,6 +124,13 @@ class HistoryRewritten(ChainError):
     code = "history-rewritten"
 
 
+class NodeBehind(ChainError):
+    """The node has not reached the height of this witness's last checkpoint (a lagging replica, or a
+    node restarted from an older state that has not mined that far yet): nothing to compare yet."""
+
+    code = "node-behind"
+
+
 # ================================================================================ checkpoint value
 
 
@@ -476,6 +483,8 @@ class WitnessOracle(Oracle):
         if not isinstance(last, dict):
             return
         (now,) = self._hashes([int(last["block_number"])])
+        if now is None:  # behind, not (yet) different: degraded and retried, no finding
+            raise NodeBehind(f"the node has no block {last['block_number']} (this witness's last checkpoint) yet")
         if now == last["block_hash"]:
             if self.ctx.state.get("rewritten"):
                 self.ctx.state.set("rewritten", None)
@@ -488,6 +497,8 @@ class WitnessOracle(Oracle):
             hashes = self._hashes([int(e["checkpoint"]["block_number"]) for e in chunk])
             matched = False
             for entry, chain_hash in zip(chunk, hashes, strict=True):
+                if chain_hash is None:  # not reached (yet): no evidence either way
+                    continue
                 if chain_hash == entry["checkpoint"]["block_hash"]:
                     matched = True
                     break

@@ -20,6 +20,7 @@ from ledger_api.errors import CheckpointError, LogQueryError
 from oracles._base import OracleContext, run
 from oracles.witness import (
     HistoryRewritten,
+    NodeBehind,
     WitnessOracle,
     accumulate,
     compare_sources,
@@ -278,6 +279,10 @@ def test_rewritten_history_is_a_divergence_and_the_witness_reports_it(
 
     assert _rpc(ledger, "evm_revert", snapshot) is True
     ledger.client.resync_nonces()
+    # right after the revert the node is merely behind A's last checkpoint: no finding yet
+    with pytest.raises(NodeBehind):
+        audit.step()
+    assert audit.findings() == []
     _alert(ledger, RTM, b"\xbb" * 32)  # history B: a different transaction at the same heights
     _mine_to(ledger, height)
     _catch_up(rtm)
