@@ -13,8 +13,9 @@ Reading the document: the envelope CID is on chain; the key wraps (keyring) live
 that sealed it — in the embedded deployment its vault ``<var_dir>/api/documents.db``, read here
 read-only (:class:`VaultKeyrings`). Not shared with this agency, no keyring, a tampered envelope,
 or bytes whose sha256 is not the declaration id: the rule set's ``on_unreadable`` outcome applies at
-once. Content store down or the envelope not (yet) found: the declaration waits up to
-:attr:`RiskOracle.unreadable_grace` seconds, then ``on_unreadable`` applies.
+once. The envelope not (yet) found in a reachable store: the declaration waits up to
+:attr:`RiskOracle.unreadable_grace` seconds, then ``on_unreadable`` applies. A store that is down is
+an outage, not a fact about the document: the oracle backs off and the grace does not run.
 """
 
 from __future__ import annotations
@@ -278,6 +279,8 @@ class RiskOracle(Oracle):
         try:
             document, reason = self.read_document(view)
         except _Wait as exc:
+            if exc.store_error is not None:  # the store is down: back off; the outage does not count as grace
+                raise exc.store_error from None
             self.ctx.state.record_fact(_WAITING + declaration_id, {"since": time.time()})
             since = float(self.ctx.state.fact(_WAITING + declaration_id)["since"])
             if time.time() - since < self.unreadable_grace:

@@ -456,7 +456,8 @@ def parse_declaration(document: Any, rule_set: RuleSet) -> tuple[GoodsLine, ...]
     currency when absent; it must be in ``exchange_rates``) and ``goods``: a non-empty list of at
     most :data:`MAX_GOODS` objects ``{"hs_code": "850440", "origin": "CN", "value": 12000.0}``
     (HS code 2-12 digits, dots and spaces ignored; origin ISO 3166-1 alpha-2, case-insensitive;
-    value a number in ``[0, MAX_AMOUNT]`` in ``currency``, also after conversion). Raises ``ValueError`` when the shape is wrong.
+    value a number in ``[0, MAX_AMOUNT]`` in ``currency``, also after conversion). Raises
+    ``ValueError`` when the shape is wrong.
     """
     if not isinstance(document, dict):
         raise _Malformed("the declaration is not a JSON object")

@@ -176,7 +176,15 @@ class KeyringSource(Protocol):
 
 
 class DocumentLater(Exception):
-    """The document may become readable later (store down, envelope not found yet)."""
+    """The document may become readable later (store down, envelope not found yet).
+
+    ``store_error`` is the :class:`StoreUnavailable` when the store itself is down (a dependency
+    outage, not a property of the document), else ``None``.
+    """
+
+    def __init__(self, message: str, *, store_error: StoreUnavailable | None = None) -> None:
+        super().__init__(message)
+        self.store_error = store_error
 
 
 def read_declaration(
@@ -209,7 +217,9 @@ def read_declaration(
         return None, "not-shared"
     try:
         envelope = store.read(parsed, max_size=MAX_DOCUMENT_BYTES + ENVELOPE_OVERHEAD)
-    except (StoreUnavailable, DocumentNotFound) as exc:
+    except StoreUnavailable as exc:
+        raise DocumentLater(f"{type(exc).__name__}: {exc}", store_error=exc) from exc
+    except DocumentNotFound as exc:
         raise DocumentLater(f"{type(exc).__name__}: {exc}") from exc
     except (IntegrityError, DocumentTooLarge) as exc:
         return None, exc.code

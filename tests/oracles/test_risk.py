@@ -252,6 +252,37 @@ def test_an_unavailable_envelope_waits_then_gets_the_unreadable_channel(
 
 
 @pytest.mark.integration
+@pytest.mark.faults
+def test_a_store_outage_backs_off_and_never_turns_a_declaration_red(
+    ledger: Ledger, contexts: Callable[..., OracleContext]
+) -> None:
+    ctx = contexts("risk", RISK, interval=0.05, backoff_max=0.2)
+    oracle = RiskOracle(ctx)
+    oracle.unreadable_grace = 0.2
+    ctx.sync()
+    oracle.step()  # anchors the rule set while the store is up
+    ctx.worker.drain(timeout=30)
+    declarant = Declarant(ledger)
+    item = declarant.submit("trader-tj-electronics", [_line("850440")])
+    declarant.close()
+    real_store = ctx.store
+    from ledger_api.documents import LazyIpfsStore
+    from tests._support.ipfs import free_port
+
+    ctx.__dict__["store"] = LazyIpfsStore(f"/ip4/127.0.0.1/tcp/{free_port()}/http")  # a node that is down
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:  # far longer than the grace
+        status = run(oracle, once=True)
+        assert status.state == "degraded" and "StoreUnavailable" in (status.last_error or "")
+    assert ctx.posted(f"channel:{item.declaration_id}") is None and oracle.status()["waiting"] == 0
+    ctx.__dict__["store"] = real_store  # the node is back
+    run(oracle, max_steps=2)
+    ctx.worker.drain(timeout=30)
+    fact = ctx.state.fact(f"channel:{item.declaration_id}")
+    assert fact["document"] == "read" and fact["basis"] != "unreadable"
+
+
+@pytest.mark.integration
 def test_a_configured_rule_set_is_anchored_and_used(
     ledger: Ledger, contexts: Callable[..., OracleContext], tmp_path: Path
 ) -> None:
