@@ -131,7 +131,23 @@ __all__ = [
     "UnknownSigner",
     "UnsupportedEnvelope",
     "WrongKey",
+    "redact_url",
 ]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: user info, query and fragment dropped, a long last path segment
+    (a provider API key in the path) masked. Error messages and logs show only this form."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    segments = path.split("/")
+    if segments and len(segments[-1]) >= 20:
+        segments[-1] = "***"
+    return f"{scheme}://{host}{slash}{'/'.join(segments)}"
 
 
 class LedgerError(Exception):
@@ -191,7 +207,10 @@ class ChainUnavailable(ChainError):
 
     def __init__(self, rpc_url: str, reason: str = "") -> None:
         self.rpc_url = rpc_url
-        super().__init__(f"EVM node at {rpc_url} is unreachable" + (f": {reason}" if reason else ""))
+        shown = redact_url(rpc_url)
+        super().__init__(
+            f"EVM node at {shown} is unreachable" + (f": {reason.replace(rpc_url, shown)}" if reason else "")
+        )
 
     def diagnostics(self) -> str:
         return f"{self}\nIs the node running? `ledger node status` shows the embedded anvil."

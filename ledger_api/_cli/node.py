@@ -10,7 +10,7 @@ from typing import Any
 from ledger_api.chain.deploy import Deployment, ensure_deployed
 from ledger_api.chain.node import AnvilNode
 from ledger_api.config import Settings
-from ledger_api.errors import ConfigurationError
+from ledger_api.errors import ConfigurationError, redact_url
 
 __all__ = ["register"]
 
@@ -53,7 +53,7 @@ def _up(args: argparse.Namespace) -> int:
         print(json.dumps(_summary(record), indent=2))
         return 0
     state = "deployed and bootstrapped" if created else "already deployed (state restored)"
-    print(f"ledger: consortium {state} on chain {record.chain_id} at {settings.effective_rpc_url}")
+    print(f"ledger: consortium {state} on chain {record.chain_id} at {redact_url(settings.effective_rpc_url)}")
     print(f"  AgencyRegistry   {record.registry}")
     print(f"  ClearanceLedger  {record.ledger}")
     print(f"  deployment block {record.deployment_block}")

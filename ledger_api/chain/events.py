@@ -39,7 +39,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from ledger_api.chain.artifacts import canonical_type, load_artifact
-from ledger_api.errors import ChainUnavailable, EventDecodeError, LogQueryError
+from ledger_api.errors import ChainUnavailable, EventDecodeError, LogQueryError, redact_url
 
 __all__ = [
     "DecodedEvent",
@@ -102,7 +102,7 @@ class JsonRpc:
                 return response.json()
             except httpx.TimeoutException as exc:
                 if attempt == self._retries:
-                    raise LogQueryError(f"request to {self.rpc_url} timed out") from exc
+                    raise LogQueryError(f"request to {redact_url(self.rpc_url)} timed out") from exc
             except (httpx.TransportError, httpx.HTTPStatusError) as exc:
                 if attempt == self._retries:
                     raise ChainUnavailable(self.rpc_url, str(exc) or type(exc).__name__) from exc
