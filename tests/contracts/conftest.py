@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,6 +32,30 @@ from testkit import (
 @pytest.fixture(autouse=True)
 def isolate(fn_isolation: Any) -> None:
     """Every test starts from the module's deployed consortium."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _patient_transaction_lookup() -> Any:
+    """Work around a brownie 1.22.2 / anvil race seen under CPU load: brownie's ``wait`` sees the
+    sender's nonce advance, asks ``eth_getTransactionByHash`` once and, if anvil has not exposed the
+    just-mined transaction yet, marks it "dropped without known replacement". Retry the lookup for up
+    to ~2 s before reporting it missing; a really dropped transaction is still reported."""
+    from brownie.network import web3
+    from web3.exceptions import TransactionNotFound
+
+    original = web3.eth.get_transaction
+
+    def get_transaction(tx_hash: Any) -> Any:
+        for _ in range(40):
+            try:
+                return original(tx_hash)
+            except TransactionNotFound:
+                time.sleep(0.05)
+        return original(tx_hash)
+
+    web3.eth.get_transaction = get_transaction
+    yield
+    web3.eth.get_transaction = original
 
 
 def deploy_consortium(AgencyRegistry: Any, ClearanceLedger: Any) -> Consortium:
