@@ -32,6 +32,7 @@ from ledger_api.chain import _tx_calls as calls
 from ledger_api.documents import AgencyPrivateKey, Cid, VaultKeyrings
 from ledger_api.errors import RuleSetError
 from ledger_api.index import DeclarationStatus, DeclarationView
+from ledger_api.outbox import EntryState
 from ledger_api.verify.risk import MAX_RULE_SET_BYTES, RULE_SET_BATCH_KIND, RuleSet, evaluate, parse_rule_set, replay
 from ledger_api.verify.risk_inputs import (
     DocumentLater,
@@ -168,6 +169,11 @@ _Wait = DocumentLater
 
 
 # ---------------------------------------------------------------------------------- oracle
+
+
+#: Refusals that are outcomes, not faults: the declaration moved on (amended, rejected) before its
+#: channel was mined, or another risk oracle channelled it first.
+_EXPECTED_REFUSALS = frozenset({"ClearanceLedgerInvalidStatus", "ClearanceLedgerChannelAlreadySet"})
 
 
 class RiskOracle(Oracle):
@@ -308,7 +314,13 @@ class RiskOracle(Oracle):
     def problems(self) -> list[str]:
         """Failed journal entries (a refused anchor or channel) and a missing decryption key."""
         found = []
-        failed = self.ctx.outbox.counts().get("failed", 0) if "outbox" in self.ctx.__dict__ else 0
+        failed = 0
+        if "outbox" in self.ctx.__dict__ and self.ctx.outbox.counts().get(EntryState.FAILED, 0):
+            failed = sum(
+                1
+                for entry in self.ctx.outbox.entries([EntryState.FAILED], limit=10_000)
+                if entry.error_name not in _EXPECTED_REFUSALS
+            )
         if failed:
             found.append(f"{failed} journaled rule-set anchor / channel write(s) failed")
         if self._key_loaded and self._private_key is None:

@@ -334,3 +334,30 @@ def test_rules_command_prints_the_hash_and_refuses_yaml(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "oracles", "risk", "rules", "--file", str(yaml)], env=env,
                          capture_output=True, timeout=60)  # fmt: skip
     assert bad.returncode == 1 and b"not JSON" in bad.stderr
+
+
+@pytest.mark.integration
+def test_a_channel_refused_because_the_declaration_moved_on_is_not_a_standing_problem(
+    ledger: Ledger, contexts: Callable[..., OracleContext]
+) -> None:
+    ctx = contexts("risk", RISK)
+    oracle = RiskOracle(ctx)
+    trader = ledger.address("trader-tj-electronics")
+    old = os.urandom(32)
+    ledger.client.wait(ledger.client.submit_declaration(
+        signer=trader, jurisdiction_id=agency_id_bytes(TJ), local_reference=b"L".ljust(32, b"\0"), commitment=old,
+        cid=Cid.for_block(b"x", codec=0x55).to_bytes(),
+    ))  # fmt: skip
+    ledger.client.wait(ledger.client.amend_declaration(signer=trader, previous_id=old, commitment=os.urandom(32),
+                                                       cid=Cid.for_block(b"y", codec=0x55).to_bytes()))  # fmt: skip
+    # a channel journaled for the version that was superseded meanwhile: refused, and that is an outcome
+    ctx.post("channel:0x" + old.hex(), calls.assign_channel(declaration_id=old, channel=1, required_stamps=0,
+                                                            rule_set_hash=oracle.rule_set.hash))  # fmt: skip
+    ctx.worker.drain(timeout=30)
+    assert ctx.outbox.counts() == {EntryState.FAILED: 1}
+    assert oracle.problems() == []
+    # a refusal that is a fault (here: a declaration the ledger does not know) is one
+    ctx.post("channel:bogus", calls.assign_channel(declaration_id=os.urandom(32), channel=1, required_stamps=0,
+                                                   rule_set_hash=b"\x01" * 32))  # fmt: skip
+    ctx.worker.drain(timeout=30)
+    assert oracle.problems() == ["1 journaled rule-set anchor / channel write(s) failed"]
