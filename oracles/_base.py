@@ -162,6 +162,16 @@ class OracleState:
         with self._lock:
             self._db.execute("DELETE FROM facts WHERE key = ?", (key,))
 
+    def trim_facts(self, prefix: str, keep: int) -> int:
+        """Drop the oldest facts under ``prefix`` beyond the newest ``keep``; returns how many went."""
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM facts WHERE key IN (SELECT key FROM facts WHERE substr(key, 1, ?) = ? "
+                "ORDER BY recorded_at DESC, key DESC LIMIT -1 OFFSET ?)",
+                (len(prefix), prefix, keep),
+            )
+        return cur.rowcount
+
     def facts(self, prefix: str = "") -> dict[str, Any]:
         """Every recorded fact whose key starts with ``prefix``."""
         with self._lock:

@@ -665,14 +665,16 @@ class BridgeOracle(Oracle):
         log_event(self.ctx.log, "item refused", level=logging.WARNING, reason=outcome.reason, detail=outcome.detail,
                   digest=ident, source=source)  # fmt: skip
         count = int(self.ctx.state.get("rejection_count", 0))
-        if count >= MAX_REJECTIONS_KEPT:
-            self.ctx.state.set("rejections_not_kept", int(self.ctx.state.get("rejections_not_kept", 0)) + 1)
-            return
         value: dict[str, Any] = {**outcome.as_dict(), "id": ident, "source": source, "at": time.time()}
         if item is not None:
             value.update(signer=item.stamp.signer, nonce=item.stamp.nonce)
         if self.ctx.state.record_fact(f"rejected:{ident}:{outcome.reason}", value):
-            self.ctx.state.set("rejection_count", count + 1)
+            count += 1
+            if count > MAX_REJECTIONS_KEPT:  # keep the newest: a flood of junk cannot hide later rejections
+                evicted = self.ctx.state.trim_facts("rejected:", MAX_REJECTIONS_KEPT)
+                count -= evicted
+                self.ctx.state.set("rejections_not_kept", int(self.ctx.state.get("rejections_not_kept", 0)) + evicted)
+            self.ctx.state.set("rejection_count", count)
 
     def rejections(self) -> list[dict[str, Any]]:
         """The rejection log, oldest first (one entry per item and reason)."""

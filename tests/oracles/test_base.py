@@ -111,6 +111,11 @@ def test_state_records_a_fact_once(tmp_path: Any) -> None:
     assert state.fact("k") == {"a": 1}
     state.forget_fact("k")
     assert state.fact("k") is None
+    for n in range(5):
+        state.record_fact(f"log:{n}", n)
+        time.sleep(0.002)
+    assert state.trim_facts("log:", 2) == 3
+    assert sorted(state.facts("log:").values()) == [3, 4] and state.trim_facts("log:", 2) == 0
     state.set("cursor", 41)
     state.close()
     again = OracleState(tmp_path / "s.db")

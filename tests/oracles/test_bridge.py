@@ -7,6 +7,7 @@ directory, and the chain is asked what happened.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -454,5 +455,25 @@ def test_a_symlink_dropped_in_the_inbox_is_never_followed(
         assert reason["status"] == "rejected" and reason["reason"] == "malformed"
         assert oracle.ctx.outbox.counts() == {} and outside.exists()
         assert len(recorded_stamps(oracle.ctx, declaration_id)) == 0
+    finally:
+        oracle.close()
+
+
+@pytest.mark.integration
+def test_a_flood_of_junk_keeps_the_newest_rejections(
+    contexts: Callable[..., OracleContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import oracles.bridge
+
+    monkeypatch.setattr(oracles.bridge, "MAX_REJECTIONS_KEPT", 3)
+    oracle = BridgeOracle(contexts("bridge", "NL-RTM-CUSTOMS"))
+    try:
+        for n in range(7):
+            assert oracle.submit(f"junk {n}".encode(), source="http:flood").status == "rejected"
+            time.sleep(0.002)
+        kept = oracle.rejections()
+        assert [r["id"] for r in kept] == ["0x" + hashlib.sha256(f"junk {n}".encode()).hexdigest()
+                                           for n in (4, 5, 6)]  # fmt: skip
+        assert oracle.status()["rejections"] == 3 and oracle.status()["rejections_not_kept"] == 4
     finally:
         oracle.close()
