@@ -42,6 +42,7 @@ __all__ = [
     "iter_limited",
     "sha256_bytes",
     "sha256_stream",
+    "strict_json",
     "verify_disclosure",
 ]
 
@@ -122,6 +123,27 @@ def canonical_json(value: Any) -> bytes:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise CanonicalizationError(f"value has no RFC 8785 canonical form: {exc}") from exc
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(data: bytes | str) -> Any:
+    """Parse JSON that is about to be hashed, signed or acted on: duplicate keys and the
+    ``NaN`` / ``Infinity`` constants Python accepts are refused (both would let two readers see
+    different values in the same bytes). Raises ``ValueError`` (also for bad UTF-8) or
+    ``RecursionError``; bound the nesting before calling on untrusted input."""
+    return json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
 
 
 def declaration_commitment(declaration: Any) -> bytes:
@@ -284,15 +306,11 @@ class SaltedFieldTree:
                 raise CanonicalizationError(f"field {name!r}: {exc}") from exc
 
     @classmethod
-    def commit(
-        cls, fields: Mapping[str, Any], *, salt_bytes: int = MIN_SALT_BYTES
-    ) -> SaltedFieldTree:
+    def commit(cls, fields: Mapping[str, Any], *, salt_bytes: int = MIN_SALT_BYTES) -> SaltedFieldTree:
         """Commit to ``fields`` with a fresh random salt per field from :mod:`secrets`."""
         if salt_bytes < MIN_SALT_BYTES:
             raise ValueError(f"salts must be at least {MIN_SALT_BYTES} bytes")
-        return cls(
-            fields=dict(fields), salts={name: secrets.token_bytes(salt_bytes) for name in fields}
-        )
+        return cls(fields=dict(fields), salts={name: secrets.token_bytes(salt_bytes) for name in fields})
 
     @property
     def names(self) -> list[str]:
@@ -327,18 +345,14 @@ class SaltedFieldTree:
                     proof=tuple("0x" + p.hex() for p in _path(index, leaves)),
                 )
             )
-        return Disclosure(
-            root="0x" + _mth(leaves).hex(), field_count=len(order), fields=tuple(disclosed)
-        )
+        return Disclosure(root="0x" + _mth(leaves).hex(), field_count=len(order), fields=tuple(disclosed))
 
     def to_json(self) -> str:
         """Serialize fields and salts (secret: the salts unblind every field)."""
         return json.dumps(
             {
                 "format": "ledger-salted-fields-v1",
-                "fields": {
-                    n: {"value": self.fields[n], "salt": self.salts[n].hex()} for n in self.names
-                },
+                "fields": {n: {"value": self.fields[n], "salt": self.salts[n].hex()} for n in self.names},
             },
             sort_keys=True,
             ensure_ascii=False,
@@ -373,17 +387,11 @@ def verify_disclosure(disclosure: Disclosure, expected_root: bytes | str) -> dic
     Raises :class:`ProofError` if the disclosure claims another root, a salt is too short, a
     field appears twice, or any proof does not lead to the root.
     """
-    root = (
-        expected_root
-        if isinstance(expected_root, bytes)
-        else _hex32(expected_root, "root", expected_root)
-    )
+    root = expected_root if isinstance(expected_root, bytes) else _hex32(expected_root, "root", expected_root)
     root_hex = "0x" + root.hex()
     claimed = _hex32(disclosure.root, "disclosure root", root_hex)
     if claimed != root:
-        raise ProofError(
-            expected_root=root_hex, detail=f"disclosure is for another commitment {disclosure.root}"
-        )
+        raise ProofError(expected_root=root_hex, detail=f"disclosure is for another commitment {disclosure.root}")
     revealed: dict[str, Any] = {}
     seen_index: set[int] = set()
     for f in disclosure.fields:
@@ -392,9 +400,7 @@ def verify_disclosure(disclosure: Disclosure, expected_root: bytes | str) -> dic
         try:
             salt = bytes.fromhex(f.salt)
         except ValueError as exc:
-            raise ProofError(
-                expected_root=root_hex, detail=f"salt of {f.name!r} is not hex"
-            ) from exc
+            raise ProofError(expected_root=root_hex, detail=f"salt of {f.name!r} is not hex") from exc
         if len(salt) < MIN_SALT_BYTES:
             raise ProofError(expected_root=root_hex, detail=f"salt of {f.name!r} is too short")
         try:

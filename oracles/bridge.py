@@ -46,6 +46,7 @@ from ledger_api.chain._tx_rpc import RpcError
 from ledger_api.chain.reverts import decode_revert
 from ledger_api.documents import keccak256
 from ledger_api.errors import AttestationRejected, ChainError, ConfigurationError, ContractRevert
+from ledger_api.hashing import strict_json
 from ledger_api.outbox import EntryState, OutboxEntry
 from oracles._base import DEPENDENCY_ERRORS, Oracle, OracleContext, log_event, open_context
 
@@ -173,19 +174,6 @@ def _malformed(detail: str) -> AttestationRejected:
     return AttestationRejected("malformed", detail)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _malformed(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise _malformed(f"{name} is not JSON")
-
-
 def _hex_bytes(item: Mapping[str, Any], name: str, *, size: int | None = None, max_size: int = 0) -> bytes:
     value = item[name]
     match = _HEX.fullmatch(value) if isinstance(value, str) else None
@@ -225,11 +213,9 @@ def parse_item(body: bytes, *, max_bytes: int) -> SignedItem:
     if body.count(b"{") + body.count(b"[") > 1:  # an item is one flat object: never hand json deep nesting
         raise _malformed("an item is one flat JSON object")
     try:
-        item = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except AttestationRejected:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        raise _malformed(f"not JSON: {type(exc).__name__}") from exc
+        item = strict_json(body.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _malformed(f"not JSON: {exc}") from exc
     if not isinstance(item, dict):
         raise _malformed("an item is a JSON object")
     missing = [f for f in _FIELDS if f not in item]

@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 from ledger_api.documents import keccak256
 from ledger_api.errors import CanonicalizationError, RuleSetError
-from ledger_api.hashing import canonical_json
+from ledger_api.hashing import canonical_json, strict_json
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
@@ -251,15 +251,6 @@ class RiskResult:
 # ------------------------------------------------------------------------------------ parsing
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def _depth_ok(value: Any, depth: int = 0) -> bool:
     if depth > _MAX_DEPTH:
         return False
@@ -374,7 +365,7 @@ def parse_rule_set(data: bytes) -> RuleSet:
     if len(data) > MAX_RULE_SET_BYTES:
         raise RuleSetError(f"rule set is larger than {MAX_RULE_SET_BYTES} bytes")
     try:
-        raw = json.loads(data, object_pairs_hook=_reject_duplicates)
+        raw = strict_json(data)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RuleSetError(f"rule set is not JSON: {exc}") from None
     if not isinstance(raw, dict) or not _depth_ok(raw):
