@@ -233,32 +233,9 @@ class ReadModel:
 
     # ------------------------------------------------------------------ documents, stamps, decisions
 
-    def document(self, sha256: str | bytes) -> list[AnchorView]:
-        """Everywhere ``sha256`` is anchored (declaration, supporting document, stamp report, batch
-        root), oldest first; empty when it is not anchored."""
-        return [
-            AnchorView(
-                sha256=r[0],
-                kind=AnchorKind(r[1]),
-                ref=r[2],
-                cid=r[3],
-                block_number=r[4],
-                log_index=r[5],
-                timestamp=r[6] or 0,
-            )  # fmt: skip
-            for r in self._db.execute(
-                "SELECT a.sha256, a.kind, a.ref, a.cid, a.block_number, a.log_index, b.timestamp FROM anchors a "
-                "LEFT JOIN blocks b ON b.block_number = a.block_number WHERE a.sha256 = ? "
-                "ORDER BY a.block_number, a.log_index",
-                (_hex32(sha256),),
-            )
-        ]
-
-    def anchors_after(self, after: tuple[int, int, int] = (-1, -1, -1), *, limit: int = 1000) -> list[AnchorView]:
-        """Anchors after cursor ``after`` = ``(block_number, log_index, seq)`` in chain order, at most
-        ``limit``: a resumable walk over everything anchored (oracles, replication). Pass the last
-        view's :attr:`AnchorView.cursor` to continue; one event's several anchors (a declaration and
-        its supporting documents) share a position and are ordered by ``seq``."""
+    def _anchors(self, where: str, params: tuple[Any, ...], limit: int = -1) -> list[AnchorView]:
+        """Anchors matching ``where`` (over ``anchors a``), in chain order (seq = row order), at most
+        ``limit`` (-1: all)."""
         return [
             AnchorView(
                 sha256=r[0],
@@ -272,12 +249,23 @@ class ReadModel:
             )  # fmt: skip
             for r in self._db.execute(
                 "SELECT a.sha256, a.kind, a.ref, a.cid, a.block_number, a.log_index, b.timestamp, a.rowid "
-                "FROM anchors a LEFT JOIN blocks b ON b.block_number = a.block_number "
-                "WHERE (a.block_number, a.log_index, a.rowid) > (?, ?, ?) "
+                f"FROM anchors a LEFT JOIN blocks b ON b.block_number = a.block_number WHERE {where} "
                 "ORDER BY a.block_number, a.log_index, a.rowid LIMIT ?",
-                (*after, limit),
+                (*params, limit),
             )
         ]
+
+    def document(self, sha256: str | bytes) -> list[AnchorView]:
+        """Everywhere ``sha256`` is anchored (declaration, supporting document, stamp report, batch
+        root), oldest first; empty when it is not anchored."""
+        return self._anchors("a.sha256 = ?", (_hex32(sha256),))
+
+    def anchors_after(self, after: tuple[int, int, int] = (-1, -1, -1), *, limit: int = 1000) -> list[AnchorView]:
+        """Anchors after cursor ``after`` = ``(block_number, log_index, seq)`` in chain order, at most
+        ``limit``: a resumable walk over everything anchored (oracles, replication). Pass the last
+        view's :attr:`AnchorView.cursor` to continue; one event's several anchors (a declaration and
+        its supporting documents) share a position and are ordered by ``seq``."""
+        return self._anchors("(a.block_number, a.log_index, a.rowid) > (?, ?, ?)", after, limit)
 
     def anchor_of(self, sha256: str | bytes) -> tuple[AnchorKind, str]:
         """Same answer as the contract's ``anchorOf``: declaration first, then the first supporting
