@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from ledger_api._runtime import bound_recursion
 from ledger_api.errors import LedgerError
 
-__all__ = ["main"]
+__all__ = ["main", "run_command"]
 
 #: Command-group modules, in the order they appear in ``ledger --help``.
 _GROUPS = (
@@ -46,9 +46,9 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``ledger`` command; returns the process exit status."""
-    parser = _build_parser()  # imports the command groups (web3 among them)
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, name: str) -> int:
+    """Parse ``argv`` and run the chosen handler; a :class:`LedgerError` becomes one line
+    ``<name>: error: …`` on stderr and exit 1 (the diagnostics with ``--verbose``)."""
     bound_recursion()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -58,13 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except LedgerError as exc:
         message = exc.diagnostics() if args.verbose else str(exc)
-        print(f"ledger: error: {message}", file=sys.stderr)
+        print(f"{name}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `ledger … | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ledger`` command; returns the process exit status."""
+    return run_command(_build_parser(), argv, name="ledger")  # the parser imports the groups (web3 among them)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,7 @@ from ledger_api.outbox import EntryState, Outbox, OutboxEntry, OutboxWorker
 from oracles.config import OracleSettings
 
 __all__ = [
+    "JsonRequestHandler",
     "Oracle",
     "OracleContext",
     "OracleState",
@@ -432,35 +433,41 @@ def _backoff(failures: int, *, base: float, cap: float) -> float:
     return random.uniform(min(base / 2, ceiling), ceiling)  # noqa: S311 - jitter, not security
 
 
+class JsonRequestHandler(BaseHTTPRequestHandler):
+    """A quiet ``http.server`` handler answering JSON (503 answers carry ``Retry-After``)."""
+
+    def send_json(self, code: int, body: dict[str, Any]) -> None:
+        """Send ``body`` as the whole JSON response with status ``code``."""
+        data = json.dumps(body, default=str).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if code == 503:
+            self.send_header("Retry-After", "5")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        """Requests are not logged (the oracles log structured events instead)."""
+        return
+
+
 class _HealthServer:
     """``GET /health`` (200 ok / 503 degraded) and ``GET /status`` (full report) on loopback."""
 
     def __init__(self, host: str, port: int, report: Any) -> None:
         reporter = report
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 path = self.path.split("?", 1)[0]
                 if path not in ("/health", "/status"):
-                    self._send(404, {"error": "not-found"})
+                    self.send_json(404, {"error": "not-found"})
                     return
                 status = reporter()
                 code = 200 if status["state"] in ("ok", "starting") else 503
                 body = status if path == "/status" else {k: status[k] for k in ("oracle", "agency", "state")}
-                self._send(code, body)
-
-            def _send(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body, default=str).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if code == 503:
-                    self.send_header("Retry-After", "5")
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-                return
+                self.send_json(code, body)
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.port = int(self.server.server_address[1])

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,7 +48,7 @@ from ledger_api.documents import keccak256
 from ledger_api.errors import AttestationRejected, ChainError, ConfigurationError, ContractRevert
 from ledger_api.hashing import strict_json
 from ledger_api.outbox import EntryState, OutboxEntry
-from oracles._base import DEPENDENCY_ERRORS, Oracle, OracleContext, log_event, open_context
+from oracles._base import DEPENDENCY_ERRORS, JsonRequestHandler, Oracle, OracleContext, log_event, open_context
 
 __all__ = [
     "REASONS",
@@ -731,18 +731,18 @@ class _FeedServer:
         bridge = oracle
         slots = threading.BoundedSemaphore(FEED_MAX_CONCURRENT)
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonRequestHandler):
             server_version = "ledger-bridge"
             sys_version = ""
             timeout = 30  # a slow client cannot hold a thread forever
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 if self.path.split("?", 1)[0] != "/v1/stamps":
-                    self._send(404, {"error": "not-found"})
+                    self.send_json(404, {"error": "not-found"})
                     return
                 length_text = self.headers.get("Content-Length")
                 if length_text is None or not re.fullmatch(r"[0-9]{1,12}", length_text):
-                    self._send(411, {"reason": "malformed", "detail": "Content-Length is required"})
+                    self.send_json(411, {"reason": "malformed", "detail": "Content-Length is required"})
                     return
                 length = int(length_text)
                 if length > bridge.max_bytes:  # refused before reading the body
@@ -750,45 +750,32 @@ class _FeedServer:
                     log_event(bridge.ctx.log, "item refused", level=logging.WARNING, reason="too-large",
                               source=f"http:{self.client_address[0]}", length=length)  # fmt: skip
                     self.close_connection = True
-                    self._send(413, outcome.as_dict())
+                    self.send_json(413, outcome.as_dict())
                     return
                 if not slots.acquire(blocking=False):  # bounded concurrent work: shed load, never queue unbounded
                     self.close_connection = True
-                    self._send(503, {"reason": "busy", "detail": "too many concurrent deliveries; retry"})
+                    self.send_json(503, {"reason": "busy", "detail": "too many concurrent deliveries; retry"})
                     return
                 try:
                     body = self.rfile.read(length)
                     outcome = bridge.submit(body, source=f"http:{self.client_address[0]}")
                 except DEPENDENCY_ERRORS as exc:
                     log_event(bridge.ctx.log, "feed item deferred", level=logging.WARNING, error=type(exc).__name__)
-                    self._send(503, {"reason": "unavailable", "detail": "the ledger cannot be reached; retry"})
+                    self.send_json(503, {"reason": "unavailable", "detail": "the ledger cannot be reached; retry"})
                     return
                 finally:
                     slots.release()
-                self._send(outcome.http_status, outcome.as_dict())
+                self.send_json(outcome.http_status, outcome.as_dict())
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 path = self.path.split("?", 1)[0]
                 match = re.fullmatch(r"/v1/stamps/(0x[0-9a-fA-F]{64})", path)
                 if match is None:
-                    self._send(404, {"error": "not-found"})
+                    self.send_json(404, {"error": "not-found"})
                     return
                 with bridge._lock:
                     state = bridge.relay_state(match.group(1))
-                self._send(200 if state else 404, state or {"error": "not-found"})
-
-            def _send(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body, default=str).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if code == 503:
-                    self.send_header("Retry-After", "5")
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-                return
+                self.send_json(200 if state else 404, state or {"error": "not-found"})
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True

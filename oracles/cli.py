@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from ledger_api._runtime import bound_recursion
-from ledger_api.errors import LedgerError
+from ledger_api.cli import run_command
 from oracles import ORACLES
 from oracles._base import Oracle, configure_logging, open_context, read_status, run
 from oracles.config import OracleSettings
@@ -25,7 +24,6 @@ from oracles.config import OracleSettings
 __all__ = ["add_oracle_parsers", "main"]
 
 EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 
 def _module(name: str) -> ModuleType | None:
@@ -108,18 +106,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m oracles``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m oracles", description="Run or inspect a ledger oracle.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show diagnostics on errors")
-    subparsers = parser.add_subparsers(dest="oracle", metavar="ORACLE")
-    add_oracle_parsers(subparsers)
-    bound_recursion()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return int(args.handler(args) or 0)
-    except LedgerError as exc:
-        message = exc.diagnostics() if args.verbose else str(exc)
-        print(f"oracles: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
+    add_oracle_parsers(parser.add_subparsers(dest="oracle", metavar="ORACLE"))
+    return run_command(parser, argv, name="oracles")
