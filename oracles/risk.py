@@ -164,9 +164,6 @@ def load_rule_set(path: Path | None) -> RuleSet:
 
 # ---------------------------------------------------------------------------------- documents
 
-#: The document may become readable later (store down, envelope not found yet).
-_Wait = DocumentLater
-
 
 # ---------------------------------------------------------------------------------- oracle
 
@@ -247,7 +244,7 @@ class RiskOracle(Oracle):
         return self._private_key
 
     def read_document(self, view: DeclarationView) -> tuple[bytes | None, str]:
-        """The declaration's plaintext, or ``(None, reason)``; raises :class:`_Wait` when it may come later."""
+        """The declaration's plaintext, or ``(None, reason)``; raises :class:`DocumentLater` when it may come later."""
         return read_declaration(cid=view.cid, declaration_id=view.declaration_id, store=self.ctx.store,
                                 keyrings=self.keyrings, agency=self.ctx.agency,
                                 private_key=self._decryption_key())  # fmt: skip
@@ -284,7 +281,7 @@ class RiskOracle(Oracle):
             return 0
         try:
             document, reason = self.read_document(view)
-        except _Wait as exc:
+        except DocumentLater as exc:
             if exc.store_error is not None:  # the store is down: back off; the outage does not count as grace
                 raise exc.store_error from None
             self.ctx.state.record_fact(_WAITING + declaration_id, {"since": time.time()})
@@ -380,7 +377,7 @@ def _explain(args: argparse.Namespace) -> int:
         rule_set = anchored_rule_set(ctx.read, ctx.store, view.rule_set_hash) if view.rule_set_hash else oracle.rule_set
         try:
             document, reason = oracle.read_document(view)
-        except _Wait as exc:
+        except DocumentLater as exc:
             document, reason = None, f"unavailable ({exc})"
         inputs = gather_inputs(ctx.read, view, document)
         out: dict[str, Any] = {"declaration_id": view.declaration_id, "document": reason}
