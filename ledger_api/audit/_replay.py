@@ -13,7 +13,7 @@ from ledger_api.audit._channels import DeclarationReader, RuleSetChannelCheck
 from ledger_api.audit._digest import DIGEST_VERSION, digest, plan, state_records, view_records
 from ledger_api.audit._findings import AuditError, Finding, Severity
 from ledger_api.audit._state import ChannelRuleCheck, LedgerState, Rebuilder
-from ledger_api.chain.events import EventDecoder, JsonRpc, RawLog, fetch_logs
+from ledger_api.chain.events import EventDecoder, JsonRpc, RawLog, fetch_logs, prefetched
 from ledger_api.documents import ContentStore
 
 __all__ = ["DeploymentLike", "Progress", "ReplayReport", "Throughput", "replay", "write_report"]
@@ -244,7 +244,7 @@ def replay(
         pages: Iterable[Sequence[RawLog]] = (
             logs
             if logs is not None
-            else fetch_logs(
+            else prefetched(fetch_logs(
                 rpc,
                 decoder.addresses,
                 first,
@@ -252,7 +252,7 @@ def replay(
                 initial_range=initial_range,
                 max_range=max_range,
                 result_limit=result_limit,
-            )  # fmt: skip
+            ))  # fmt: skip
         )
         times: dict[int, int] = {}
         by_name: dict[str, int] = {}
