@@ -7,7 +7,8 @@
   without storing anything.
 * :func:`export_car` / :func:`import_car` move documents between stores as CARv1.
 * :func:`seal` / :func:`open_envelope` / :class:`Keyring` encrypt a document once for many agencies.
-* :class:`StandardMerkleTree` builds OpenZeppelin-compatible batches.
+* :class:`StandardMerkleTree` builds OpenZeppelin-compatible trees; :class:`DocumentBatch` anchors many
+  documents under one root with a stored manifest and a proof file per document.
 
 See ``docs/documents.md``.
 """
@@ -16,6 +17,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ledger_api.documents._batch import (
+    BATCH_FORMAT,
+    MAX_BATCH_DOCUMENTS,
+    PROOF_FORMAT,
+    DocumentBatch,
+    verify_batch_proof,
+)
 from ledger_api.documents._car import CarImport, export_car, import_car, iter_car
 from ledger_api.documents._cid import Cid
 from ledger_api.documents._configured import LazyIpfsStore, content_store
@@ -45,11 +53,14 @@ from ledger_api.documents._store import (
 from ledger_api.documents._unixfs import CHUNK_SIZE, MAX_LINKS, DagBuilder
 
 __all__ = [
+    "BATCH_FORMAT",
     "CHUNK_SIZE",
     "DEFAULT_MAX_SIZE",
     "ENVELOPE_MAGIC",
     "ENVELOPE_VERSION",
+    "MAX_BATCH_DOCUMENTS",
     "MAX_LINKS",
+    "PROOF_FORMAT",
     "VAULT_FILE",
     "AgencyPrivateKey",
     "AgencyPublicKey",
@@ -57,6 +68,7 @@ __all__ = [
     "Cid",
     "ContentStore",
     "DagBuilder",
+    "DocumentBatch",
     "IpfsStore",
     "KeyWrap",
     "Keyring",
@@ -78,6 +90,7 @@ __all__ = [
     "leaf_hash",
     "open_envelope",
     "seal",
+    "verify_batch_proof",
 ]
 
 
