@@ -3,7 +3,8 @@
 A batch is an OpenZeppelin StandardMerkleTree over the documents' sha256 digests (leaf encoding
 ``["bytes32"]``), so every proof verifies with OZ ``MerkleProof`` on chain (``isBatchLeaf``) and
 with ``@openzeppelin/merkle-tree`` off chain. What is anchored: the root, the leaf count, an
-application kind and the CID of the batch's **manifest** — canonical JSON (RFC 8785)::
+application kind and the CID of the batch's **manifest** — deterministic JSON (sorted keys, compact,
+ASCII)::
 
     {"format": "customs-ledger-batch/1", "kind": 1, "names": ["a.pdf", …], "tree": <standard-v1 dump>}
 
@@ -21,8 +22,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import rfc8785
 
 from ledger_api.documents._merkle import StandardMerkleTree
 from ledger_api.errors import DocumentError, ProofError
@@ -78,15 +77,21 @@ class DocumentBatch:
             raise DocumentError("a batch needs at least one document")
         if len(digests) > MAX_BATCH_DOCUMENTS:
             raise DocumentError(f"{len(digests):,} documents: a batch holds at most {MAX_BATCH_DOCUMENTS:,}")
-        hexes = tuple(
-            _sha_hex("0x" + d.hex() if isinstance(d, bytes) else d, f"digest {i}") for i, d in enumerate(digests)
-        )
+        raws: list[bytes] = []
+        for i, d in enumerate(digests):
+            if isinstance(d, bytes):
+                if len(d) != 32:
+                    raise DocumentError(f"digest {i} must be 32 bytes")
+                raws.append(d)
+            else:
+                raws.append(bytes.fromhex(_sha_hex(d, f"digest {i}")[2:]))
+        hexes = tuple("0x" + r.hex() for r in raws)
         if len(set(hexes)) != len(hexes):
             raise DocumentError("the same document appears twice in the batch")
         labels = tuple(names) if names is not None else hexes
         if len(labels) != len(hexes) or any(not isinstance(n, str) or len(n) > _NAME_MAX for n in labels):
             raise DocumentError(f"one name (at most {_NAME_MAX} characters) per document is needed")
-        tree = StandardMerkleTree.of([[h] for h in hexes], ["bytes32"])
+        tree = StandardMerkleTree.of([[r] for r in raws], ["bytes32"])
         return cls(kind=kind, digests=hexes, names=labels, tree=tree)
 
     @property
@@ -95,10 +100,10 @@ class DocumentBatch:
         return self.tree.root
 
     def manifest(self) -> bytes:
-        """The canonical JSON manifest stored in the content store (its CID is anchored)."""
-        return rfc8785.dumps(
-            {"format": BATCH_FORMAT, "kind": self.kind, "names": list(self.names), "tree": self.tree.dump()}
-        )
+        """The JSON manifest stored in the content store (its CID is anchored): compact, keys sorted,
+        ASCII only, so the same batch always gives the same bytes and the same CID."""
+        document = {"format": BATCH_FORMAT, "kind": self.kind, "names": list(self.names), "tree": self.tree.dump()}
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
     @classmethod
     def from_manifest(cls, raw: bytes) -> DocumentBatch:
