@@ -8,6 +8,7 @@
 * :func:`export_car` / :func:`import_car` move documents between stores as CARv1.
 * :func:`seal` / :func:`open_envelope` / :class:`Keyring` encrypt a document once for many agencies.
 * :class:`StandardMerkleTree` builds OpenZeppelin-compatible batches.
+* :func:`fetch_copy` / :func:`verify_commitment` re-verify a stored copy of an anchored document.
 
 See ``docs/documents.md``.
 """
@@ -43,6 +44,7 @@ from ledger_api.documents._store import (
     _chunks,
 )
 from ledger_api.documents._unixfs import CHUNK_SIZE, MAX_LINKS, DagBuilder
+from ledger_api.documents._verify import FetchedCopy, VerifiedBlocks, fetch_copy, verify_commitment
 
 __all__ = [
     "CHUNK_SIZE",
@@ -57,6 +59,7 @@ __all__ = [
     "Cid",
     "ContentStore",
     "DagBuilder",
+    "FetchedCopy",
     "IpfsStore",
     "KeyWrap",
     "Keyring",
@@ -67,17 +70,20 @@ __all__ = [
     "StandardMerkleTree",
     "StoredDocument",
     "VaultKeyrings",
+    "VerifiedBlocks",
     "cid_of",
     "cid_of_file",
     "content_store",
     "envelope_document_id",
     "export_car",
+    "fetch_copy",
     "import_car",
     "iter_car",
     "keccak256",
     "leaf_hash",
     "open_envelope",
     "seal",
+    "verify_commitment",
 ]
 
 
