@@ -31,11 +31,18 @@ def register(subparsers: Any) -> None:
     replay.add_argument("--quiet", action="store_true", help="no progress on stderr")
     where = replay.add_mutually_exclusive_group()
     where.add_argument("--store", type=Path, default=None, metavar="PATH",
-                       help="embedded content store holding the rule sets and envelopes (default: the configured "
-                       "store: LEDGER_IPFS_API or <var_dir>/store)")  # fmt: skip
-    where.add_argument("--ipfs", default=None, metavar="API", help="IPFS (Kubo RPC) API to fetch them from instead")
-    where.add_argument("--no-channel-check", action="store_true",
-                       help="do not re-derive channels from the rule sets (reported as skipped)")  # fmt: skip
+                       help="embedded content store holding the rule sets, envelopes and documents (default: the "
+                       "configured store: LEDGER_IPFS_API or <var_dir>/store)")  # fmt: skip
+    where.add_argument("--ipfs", action="append", default=None, metavar="API",
+                       help="IPFS (Kubo RPC) API to fetch them from instead; repeat it to fetch documents from "
+                       "several nodes (the channel check uses the first)")  # fmt: skip
+    replay.add_argument("--no-channel-check", action="store_true",
+                        help="do not re-derive channels from the rule sets (reported as skipped)")  # fmt: skip
+    replay.add_argument(
+        "--documents",
+        action="store_true",
+        help="fetch every anchored document from the store(s) and re-verify CID and commitment",
+    )
     replay.add_argument("--agency", default=None, metavar="CODE",
                         help="open declarations with this agency's decryption key from the keystore (label: CODE in "
                         "lower case) and the keyrings of the local sealing vault; without it only the content-free "
@@ -45,8 +52,8 @@ def register(subparsers: Any) -> None:
     replay.set_defaults(handler=_replay)
 
 
-def _channel_sources(args: argparse.Namespace, settings: Any, stack: ExitStack) -> tuple[Any, Any]:
-    """The content store of the rule sets / envelopes and, with ``--agency``, the declaration reader."""
+def _channel_sources(args: argparse.Namespace, settings: Any, stack: ExitStack) -> tuple[dict[str, Any], Any]:
+    """The content stores (name → store) and, with ``--agency``, the declaration reader."""
     from ledger_api.audit import DeclarationReader
     from ledger_api.chain.keystore import Keystore
     from ledger_api.documents import (
@@ -54,23 +61,34 @@ def _channel_sources(args: argparse.Namespace, settings: Any, stack: ExitStack) 
         AgencyPrivateKey,
         ContentStore,
         IpfsStore,
+        LazyIpfsStore,
         LocalStore,
         VaultKeyrings,
         content_store,
     )
-    from ledger_api.errors import ConfigurationError
+    from ledger_api.errors import ConfigurationError, StoreUnavailable
 
-    store: ContentStore
+    stores: dict[str, ContentStore] = {}
     if args.store is not None:
         if not args.store.is_dir():
             raise ConfigurationError(f"no content store at {args.store}")
-        store = LocalStore(args.store)
+        stores[str(args.store)] = LocalStore(args.store)
     elif args.ipfs:
-        ipfs = IpfsStore(args.ipfs)
-        stack.callback(ipfs.close)
-        store = ipfs
+        for api in args.ipfs:
+            try:
+                node = IpfsStore(api)
+            except ValueError as exc:
+                raise ConfigurationError(f"--ipfs {api}: {exc}") from exc
+            except StoreUnavailable:
+                if not args.documents:
+                    raise
+                stores[api] = LazyIpfsStore(api)  # reported as a document-store-unavailable finding
+                continue
+            stack.callback(node.close)
+            stores[api] = node
     else:
-        store = content_store(settings)
+        configured = content_store(settings)
+        stores[settings.ipfs_api or str(settings.var_dir / "store")] = configured
     reader = None
     if args.agency:
         keystore = Keystore.from_settings(settings)
@@ -82,11 +100,11 @@ def _channel_sources(args: argparse.Namespace, settings: Any, stack: ExitStack) 
         reader = DeclarationReader(
             agency=args.agency, private_key=AgencyPrivateKey(keystore.encryption_key(label)), keyrings=keyrings
         )
-    return store, reader
+    return stores, reader
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ledger_api.audit import replay, write_report
+    from ledger_api.audit import DocumentCheck, replay, write_report
     from ledger_api.chain.deploy import Deployment
     from ledger_api.config import Settings
     from ledger_api.errors import ConfigurationError
@@ -100,13 +118,17 @@ def _replay(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"no deployment record at {path} (run `ledger up` or pass --deployment)")
     deployment = Deployment.load(path)
     with ExitStack() as stack:
-        store, reader = (None, None) if args.no_channel_check else _channel_sources(args, settings, stack)
+        stores: dict[str, Any] = {}
+        reader = None
+        if args.documents or not args.no_channel_check:
+            stores, reader = _channel_sources(args, settings, stack)
         report = replay(
             args.rpc_url or settings.effective_rpc_url,
             deployment,
             to_block=args.to_block,
-            rule_store=store,
+            rule_store=None if args.no_channel_check else next(iter(stores.values())),
             reader=reader,
+            document_check=DocumentCheck(stores, reader=reader) if args.documents else None,
             progress=None if args.quiet else sys.stderr,
         )
     if args.report:
@@ -124,7 +146,8 @@ def _replay(args: argparse.Namespace) -> int:
         where = f" (block {finding.block}, tx {finding.tx})" if finding.block is not None else ""
         print(f"  {finding.code}: {finding.message}{where}", file=sys.stderr)
     for name, summary in report.checks.items():
-        print(f"  checked {name}: {summary.get('checked', 0)} {summary.get('verdicts', {})}", file=sys.stderr)
+        outcomes = summary.get("verdicts", summary.get("outcomes", {}))
+        print(f"  checked {name}: {summary.get('checked', 0)} {outcomes}", file=sys.stderr)
     for name, why in report.checks_skipped.items():
         print(f"  skipped {name}: {why}", file=sys.stderr)
     return 0 if report.ok else EXIT_FINDINGS

@@ -14,18 +14,21 @@ and encodes view calls with eth_abi.
 
 from ledger_api.audit._channels import DeclarationReader, ReplayFacts, RuleSetChannelCheck
 from ledger_api.audit._digest import DIGEST_VERSION, digest
+from ledger_api.audit._documents import AnchoredDocument, DocumentCheck, anchored_documents
 from ledger_api.audit._findings import AuditError, Finding, Severity
 from ledger_api.audit._replay import DeploymentLike, Progress, ReplayReport, Throughput, replay, write_report
 from ledger_api.audit._state import ChannelAssignment, ChannelProblem, ChannelRuleCheck, LedgerState, Rebuilder
 
 __all__ = [
     "DIGEST_VERSION",
+    "AnchoredDocument",
     "AuditError",
     "ChannelAssignment",
     "ChannelProblem",
     "ChannelRuleCheck",
     "DeclarationReader",
     "DeploymentLike",
+    "DocumentCheck",
     "Finding",
     "LedgerState",
     "Progress",
@@ -35,6 +38,7 @@ __all__ = [
     "RuleSetChannelCheck",
     "Severity",
     "Throughput",
+    "anchored_documents",
     "digest",
     "replay",
     "write_report",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
@@ -208,6 +208,7 @@ def replay(
     channel_check: ChannelRuleCheck | None = None,
     rule_store: ContentStore | None = None,
     reader: DeclarationReader | None = None,
+    document_check: Callable[[LedgerState], Iterable[Finding]] | None = None,
     progress: IO[str] | None = sys.stderr,
     initial_range: int = 2_000,
     max_range: int = 100_000,
@@ -223,7 +224,8 @@ def replay(
     ``channel_check`` re-derives channels from the rule set; ``rule_store`` (the content store holding
     the anchored rule sets and the envelopes) asks for the standard one, :class:`RuleSetChannelCheck`,
     which opens declarations with ``reader`` when given. Without either, that check is reported as
-    skipped. Progress goes to ``progress`` (``None``: silent).
+    skipped. ``document_check`` (e.g. :class:`ledger_api.audit.DocumentCheck`) fetches and re-verifies
+    every anchored document once the state is rebuilt. Progress goes to ``progress`` (``None``: silent).
     """
     started = time.perf_counter()
     if channel_check is None and rule_store is not None:
@@ -293,6 +295,8 @@ def replay(
             meter.update(int(page[-1]["blockNumber"], 16) if page else first, events)
         meter.update(last, events, final=True)
         rebuilder.finish()
+        if document_check is not None:
+            rebuilder.findings.extend(document_check(rebuilder.state))
         planned = plan(rebuilder.state)
         expected = state_records(planned)
         state_digest = digest(expected)
@@ -318,8 +322,13 @@ def replay(
                     )  # fmt: skip
                 )
         view_seconds = time.perf_counter() - t_views
-    checks_skipped = {"document-fetch": "not in scope of this replay (no content stores given)"}
+    checks_skipped: dict[str, str] = {}
     checks: dict[str, Any] = {}
+    if document_check is None:
+        checks_skipped["document-fetch"] = "documents were not fetched (no --documents)"
+    else:
+        doc_summary = getattr(document_check, "summary", None)
+        checks["document-fetch"] = doc_summary() if callable(doc_summary) else {}
     if channel_check is None:
         checks_skipped["channel-rule-set"] = (
             f"no rule-set check given (ledger_api/verify/risk.py): {rebuilder.channels_unchecked} channels NOT checked"
