@@ -7,7 +7,8 @@ publishes it to the agency's content store as canonical JSON and indexes it in i
 ``witness compare`` over the checkpoints of several agencies: two valid checkpoints that disagree
 about the same height (block hash or accumulator) are a split view or a rewritten history.
 
-The accumulator (anyone can recompute it from raw ``eth_getLogs`` output)::
+The accumulator (:mod:`ledger_api.chain.accumulator`, shared with the auditor replay; anyone can
+recompute it from raw ``eth_getLogs`` output)::
 
     acc_0 = 32 zero bytes
     for every log of {registry, ledger} in chain order (blockNumber, logIndex), from genesis up to and
@@ -34,7 +35,7 @@ import re
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -43,9 +44,10 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_hex_address, to_checksum_address
-from eth_utils.crypto import keccak
 
 from ledger_api.chain._tx_rpc import JsonRpc, RpcError
+from ledger_api.chain.accumulator import accumulate
+from ledger_api.chain.accumulator import log_position as _log_position
 from ledger_api.errors import ChainError, CheckpointError, LogQueryError
 from ledger_api.hashing import canonical_json
 from ledger_api.index import ReadModel
@@ -335,43 +337,6 @@ def verify_checkpoint(checkpoint: Checkpoint, read: ReadModel, *, chain_id: int,
 
 
 # ================================================================================ accumulator
-
-
-def _bytes(value: object, size: int | None, what: str) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise LogQueryError(f"log field {what} is not 0x-hex")
-    try:
-        raw = bytes.fromhex(value[2:])
-    except ValueError as exc:
-        raise LogQueryError(f"log field {what} is not 0x-hex") from exc
-    if size is not None and len(raw) != size:
-        raise LogQueryError(f"log field {what} has {len(raw)} bytes, expected {size}")
-    return raw
-
-
-def _log_position(log: Mapping[str, Any]) -> tuple[int, int]:
-    return int(log["blockNumber"], 16), int(log["logIndex"], 16)
-
-
-def accumulate(acc: bytes, logs: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
-    """Fold raw ``eth_getLogs`` entries (in chain order) into ``acc``; returns (accumulator, logs folded).
-
-    See the module docstring for the definition.
-    """
-    count = 0
-    for log in logs:
-        number, index = _log_position(log)
-        topics = log.get("topics")
-        if not isinstance(topics, list) or len(topics) > 4:
-            raise LogQueryError("log topics must be a list of at most 4 words")
-        payload = keccak(
-            bytes([len(topics)]) + b"".join(_bytes(t, 32, "topic") for t in topics) + _bytes(log["data"], None, "data")
-        )
-        acc = keccak(
-            acc + number.to_bytes(8, "big") + index.to_bytes(4, "big") + _bytes(log["address"], 20, "address") + payload
-        )
-        count += 1
-    return acc, count
 
 
 def fetch_logs(
