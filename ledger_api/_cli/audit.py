@@ -49,7 +49,40 @@ def register(subparsers: Any) -> None:
                         "rules of content-dependent channels are checked")  # fmt: skip
     replay.add_argument("--vault", type=Path, default=None, metavar="FILE",
                         help="vault database holding the keyrings (default: <var_dir>/api/documents.db)")  # fmt: skip
+    replay.add_argument("--checkpoint", type=Path, default=None, metavar="FILE",
+                        help="at the end, write a checkpoint (block, block hash, event accumulator, state digest, "
+                        "state snapshot) signed with --signer to resume from later")  # fmt: skip
+    replay.add_argument("--resume", type=Path, default=None, metavar="FILE",
+                        help="continue from a checkpoint: its signature and signer are verified first, then that "
+                        "it is a prefix of the node's history; only the blocks after it are replayed")  # fmt: skip
+    replay.add_argument("--signer", default=None, metavar="LABEL",
+                        help="keystore label of the auditor's key: signs --checkpoint, and is the key --resume "
+                        "expects (unless --expect-signer)")  # fmt: skip
+    replay.add_argument("--expect-signer", default=None, metavar="ADDRESS",
+                        help="address that must have signed the --resume checkpoint")  # fmt: skip
+    replay.add_argument("--unsigned-checkpoint", action="store_true",
+                        help="allow writing an unsigned checkpoint (no --signer) and resuming from one without a "
+                        "trusted signer; its state digest is still checked")  # fmt: skip
     replay.set_defaults(handler=_replay)
+
+
+def _checkpoint_keys(args: argparse.Namespace, settings: Any) -> tuple[Any, str | None]:
+    """The account signing ``--checkpoint`` and the address ``--resume`` expects (from --signer / --expect-signer)."""
+    from ledger_api.chain.keystore import Keystore
+    from ledger_api.errors import ConfigurationError
+
+    account = None
+    if args.signer:
+        keystore = Keystore.from_settings(settings)
+        if args.resume is not None and not args.expect_signer and not keystore.has_signer(args.signer):
+            raise ConfigurationError(f"the keystore holds no signer key '{args.signer}' to check the checkpoint with")
+        account = keystore.signer(args.signer)
+    if args.checkpoint is not None and account is None and not args.unsigned_checkpoint:
+        raise ConfigurationError("--checkpoint needs --signer LABEL (or --unsigned-checkpoint)")
+    expected = args.expect_signer or (str(account.address) if account is not None else None)
+    if args.resume is not None and expected is None and not args.unsigned_checkpoint:
+        raise ConfigurationError("--resume needs the expected signer: --signer LABEL or --expect-signer ADDRESS")
+    return account, expected
 
 
 def _channel_sources(args: argparse.Namespace, settings: Any, stack: ExitStack) -> tuple[dict[str, Any], Any]:
@@ -104,7 +137,7 @@ def _channel_sources(args: argparse.Namespace, settings: Any, stack: ExitStack) 
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ledger_api.audit import DocumentCheck, replay, write_report
+    from ledger_api.audit import DocumentCheck, open_checkpoint, replay, write_checkpoint, write_report
     from ledger_api.chain.deploy import Deployment
     from ledger_api.config import Settings
     from ledger_api.errors import ConfigurationError
@@ -117,18 +150,26 @@ def _replay(args: argparse.Namespace) -> int:
     if not path.exists():
         raise ConfigurationError(f"no deployment record at {path} (run `ledger up` or pass --deployment)")
     deployment = Deployment.load(path)
+    rpc_url = args.rpc_url or settings.effective_rpc_url
+    account, expected = _checkpoint_keys(args, settings)
+    resume = None
+    if args.resume is not None:  # signature and signer first, then chain / contracts / prefix, then the state
+        resume = open_checkpoint(args.resume, rpc_url, deployment, expected_signer=expected,
+                                 allow_unsigned=args.unsigned_checkpoint)  # fmt: skip
     with ExitStack() as stack:
         stores: dict[str, Any] = {}
         reader = None
         if args.documents or not args.no_channel_check:
             stores, reader = _channel_sources(args, settings, stack)
         report = replay(
-            args.rpc_url or settings.effective_rpc_url,
+            rpc_url,
             deployment,
             to_block=args.to_block,
             rule_store=None if args.no_channel_check else next(iter(stores.values())),
             reader=reader,
             document_check=DocumentCheck(stores, reader=reader) if args.documents else None,
+            resume=resume,
+            track=args.checkpoint is not None,
             progress=None if args.quiet else sys.stderr,
         )
     if args.report:
@@ -150,4 +191,15 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"  checked {name}: {summary.get('checked', 0)} {outcomes}", file=sys.stderr)
     for name, why in report.checks_skipped.items():
         print(f"  skipped {name}: {why}", file=sys.stderr)
+    if report.resumed_from is not None:
+        print(f"  resumed from the checkpoint at block {report.resumed_from['block']}", file=sys.stderr)
+    if args.checkpoint is not None and report.resume_point is not None:
+        if report.digest_match is True:
+            write_checkpoint(args.checkpoint, report.resume_point, chain_id=deployment.chain_id,
+                             registry=deployment.registry, ledger=deployment.ledger,
+                             deployment_block=deployment.deployment_block, state_digest=report.state_digest,
+                             signer=account)  # fmt: skip
+            print(f"  checkpoint at block {report.to_block} written to {args.checkpoint}", file=sys.stderr)
+        else:
+            print("  checkpoint NOT written: the replayed state does not match the views", file=sys.stderr)
     return 0 if report.ok else EXIT_FINDINGS

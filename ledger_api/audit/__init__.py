@@ -13,6 +13,16 @@ and encodes view calls with eth_abi.
 """
 
 from ledger_api.audit._channels import DeclarationReader, ReplayFacts, RuleSetChannelCheck
+from ledger_api.audit._checkpoint import (
+    ReplayCheckpoint,
+    ResumePoint,
+    decode_state,
+    encode_state,
+    load_checkpoint,
+    open_checkpoint,
+    resume_point,
+    write_checkpoint,
+)
 from ledger_api.audit._digest import DIGEST_VERSION, digest
 from ledger_api.audit._documents import AnchoredDocument, DocumentCheck, anchored_documents
 from ledger_api.audit._findings import AuditError, Finding, Severity
@@ -33,13 +43,21 @@ __all__ = [
     "LedgerState",
     "Progress",
     "Rebuilder",
+    "ReplayCheckpoint",
     "ReplayFacts",
     "ReplayReport",
+    "ResumePoint",
     "RuleSetChannelCheck",
     "Severity",
     "Throughput",
     "anchored_documents",
+    "decode_state",
     "digest",
+    "encode_state",
+    "load_checkpoint",
+    "open_checkpoint",
     "replay",
+    "resume_point",
+    "write_checkpoint",
     "write_report",
 ]

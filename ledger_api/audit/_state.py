@@ -362,6 +362,17 @@ class Rebuilder:
 
     # ------------------------------------------------------------------ plumbing
 
+    @property
+    def creation_tx(self) -> str | None:
+        """The registry's deployment transaction (its first event's), once seen."""
+        return self._creation_tx
+
+    def resume(self, state: LedgerState, *, creation_tx: str | None, findings: list[Finding],
+               channel_checks: int = 0, channels_unchecked: int = 0) -> None:  # fmt: skip
+        """Continue after a checkpoint: the state, findings and counters a replay up to a block's end left."""
+        self.state, self.findings, self._creation_tx = state, findings, creation_tx
+        self.channel_checks, self.channels_unchecked = channel_checks, channels_unchecked
+
     def apply(self, event: DecodedEvent, block_time: int) -> None:
         """Check and apply one event (in chain order); ``block_time`` is its block's timestamp."""
         handler = self._handlers.get(event.name)
