@@ -29,6 +29,9 @@ def register(subparsers: Any) -> None:
     replay.add_argument("--explorer", default=None, metavar="TEMPLATE",
                         help="URL template for finding links, e.g. 'https://explorer/tx/{tx}'")  # fmt: skip
     replay.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    replay.add_argument("--html", type=Path, default=None, metavar="FILE",
+                        help="also write a self-contained HTML report (summary, anomalies with links, declaration "
+                        "timeline, throughput)")  # fmt: skip
     where = replay.add_mutually_exclusive_group()
     where.add_argument("--store", type=Path, default=None, metavar="PATH",
                        help="embedded content store holding the rule sets, envelopes and documents (default: the "
@@ -137,7 +140,15 @@ def _channel_sources(args: argparse.Namespace, settings: Any, stack: ExitStack) 
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ledger_api.audit import DocumentCheck, open_checkpoint, replay, write_checkpoint, write_report
+    from ledger_api.audit import (
+        DocumentCheck,
+        Timeline,
+        open_checkpoint,
+        replay,
+        write_checkpoint,
+        write_html,
+        write_report,
+    )
     from ledger_api.chain.deploy import Deployment
     from ledger_api.config import Settings
     from ledger_api.errors import ConfigurationError
@@ -156,6 +167,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.resume is not None:  # signature and signer first, then chain / contracts / prefix, then the state
         resume = open_checkpoint(args.resume, rpc_url, deployment, expected_signer=expected,
                                  allow_unsigned=args.unsigned_checkpoint)  # fmt: skip
+    timeline = Timeline() if args.html is not None else None
     with ExitStack() as stack:
         stores: dict[str, Any] = {}
         reader = None
@@ -170,10 +182,13 @@ def _replay(args: argparse.Namespace) -> int:
             document_check=DocumentCheck(stores, reader=reader) if args.documents else None,
             resume=resume,
             track=args.checkpoint is not None,
+            on_event=timeline,
             progress=None if args.quiet else sys.stderr,
         )
     if args.report:
         write_report(report, args.report, explorer=args.explorer)
+    if args.html is not None:
+        write_html(report, str(args.html), explorer=args.explorer, timeline=timeline)
     rate = report.throughput.events_per_second
     verdict = "OK" if report.ok else "FAILED"
     print(

@@ -26,6 +26,7 @@ from ledger_api.audit._checkpoint import (
 from ledger_api.audit._digest import DIGEST_VERSION, digest
 from ledger_api.audit._documents import AnchoredDocument, DocumentCheck, anchored_documents
 from ledger_api.audit._findings import AuditError, Finding, Severity
+from ledger_api.audit._html import Timeline, render_html, write_html
 from ledger_api.audit._replay import DeploymentLike, Progress, ReplayReport, Throughput, replay, write_report
 from ledger_api.audit._state import ChannelAssignment, ChannelProblem, ChannelRuleCheck, LedgerState, Rebuilder
 
@@ -50,14 +51,17 @@ __all__ = [
     "RuleSetChannelCheck",
     "Severity",
     "Throughput",
+    "Timeline",
     "anchored_documents",
     "decode_state",
     "digest",
     "encode_state",
     "load_checkpoint",
     "open_checkpoint",
+    "render_html",
     "replay",
     "resume_point",
     "write_checkpoint",
+    "write_html",
     "write_report",
 ]

@@ -15,7 +15,7 @@ from ledger_api.audit._digest import DIGEST_VERSION, digest, plan, state_records
 from ledger_api.audit._findings import AuditError, Finding, Severity
 from ledger_api.audit._state import ChannelRuleCheck, LedgerState, Rebuilder
 from ledger_api.chain.accumulator import ZERO_ACCUMULATOR, accumulate
-from ledger_api.chain.events import EventDecoder, JsonRpc, RawLog, fetch_logs
+from ledger_api.chain.events import DecodedEvent, EventDecoder, JsonRpc, RawLog, fetch_logs
 from ledger_api.documents import ContentStore
 
 __all__ = ["DeploymentLike", "Progress", "ReplayReport", "Throughput", "replay", "write_report"]
@@ -224,6 +224,7 @@ def replay(
     document_check: Callable[[LedgerState], Iterable[Finding]] | None = None,
     resume: ResumePoint | None = None,
     track: bool = False,
+    on_event: Callable[[DecodedEvent], None] | None = None,
     progress: IO[str] | None = sys.stderr,
     initial_range: int = 2_000,
     max_range: int = 100_000,
@@ -243,7 +244,8 @@ def replay(
     every anchored document once the state is rebuilt. ``resume`` continues from a checkpoint
     (:func:`ledger_api.audit.resume_point`: its state, findings and counts; only later blocks are read);
     ``track`` (implied by ``resume``) folds the event accumulator and leaves the report's
-    ``resume_point`` for the next checkpoint. Progress goes to ``progress`` (``None``: silent).
+    ``resume_point`` for the next checkpoint. ``on_event`` sees every applied event (e.g. the HTML
+    report's :class:`ledger_api.audit.Timeline`). Progress goes to ``progress`` (``None``: silent).
     """
     started = time.perf_counter()
     if channel_check is None and rule_store is not None:
@@ -318,6 +320,8 @@ def replay(
                 previous = position
                 by_name[event.name] = by_name.get(event.name, 0) + 1
                 rebuilder.apply(event, times[event.block_number])
+                if on_event is not None:
+                    on_event(event)
             events += len(decoded)
             pages_seen += 1
             mark = time.perf_counter()
