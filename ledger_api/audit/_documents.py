@@ -48,9 +48,9 @@ from ledger_api.errors import (
     RuleSetError,
     StoreUnavailable,
 )
-from ledger_api.verify.risk import RULE_SET_BATCH_KIND, parse_rule_set
+from ledger_api.verify.risk import MAX_RULE_SET_BYTES, RULE_SET_BATCH_KIND, parse_rule_set
 
-__all__ = ["AnchoredDocument", "DocumentCheck", "anchored_documents"]
+__all__ = ["AnchoredDocument", "DocumentCheck", "anchored_documents", "manifest_root"]
 
 #: Longest error detail kept in a finding.
 _DETAIL_MAX = 300
@@ -102,6 +102,8 @@ def _short(error: BaseException) -> str:
 def manifest_root(doc: AnchoredDocument, content: bytes) -> tuple[str, str]:
     """``("verified" | "mismatch" | "root-unchecked", detail)``: re-derive a batch root from its manifest."""
     if doc.batch_kind == RULE_SET_BATCH_KIND:
+        if len(content) > MAX_RULE_SET_BYTES:
+            return "mismatch", f"the rule-set manifest has {len(content)} bytes, over the {MAX_RULE_SET_BYTES} limit"
         try:
             rule_set = parse_rule_set(content)
         except RuleSetError as exc:

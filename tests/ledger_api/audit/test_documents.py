@@ -12,7 +12,8 @@ import pytest
 
 from ledger_api._cli import audit as audit_cli
 from ledger_api.api.writes import DocumentVault
-from ledger_api.audit import DeclarationReader, DocumentCheck, anchored_documents, replay
+from ledger_api.audit import AnchoredDocument, DeclarationReader, DocumentCheck, anchored_documents, replay
+from ledger_api.audit._documents import manifest_root
 from ledger_api.chain import _tx_calls as calls
 from ledger_api.chain.deploy import agency_id_bytes
 from ledger_api.chain.events import JsonRpc
@@ -27,6 +28,8 @@ from ledger_api.documents import (
     cid_of,
 )
 from ledger_api.hashing import canonical_json
+from ledger_api.verify.risk import MAX_RULE_SET_BYTES, RULE_SET_BATCH_KIND, parse_rule_set
+from oracles.risk import DEFAULT_RULES
 from tests._support.ipfs import free_port
 from tests.oracles.conftest import Ledger, ledger  # noqa: F401  (fixture)
 
@@ -240,3 +243,35 @@ def test_documents_are_fetched_and_reverified(ledger: Ledger, tmp_path: Path) ->
         assert data["summary"]["by_code"]["document-tampered"] == 1
     finally:
         monkey.undo()
+
+
+def _manifest(root: str, *, kind: int, leaves: int = 5) -> AnchoredDocument:
+    return AnchoredDocument(
+        kind="batch-manifest",
+        sha256=root,
+        cid="0x01",
+        ref=root,
+        block=1,
+        event="BatchAnchored",
+        batch_kind=kind,
+        leaf_count=leaves,
+    )
+
+
+def test_manifest_roots_are_rederived_where_the_format_allows() -> None:
+    rules = json.dumps(DEFAULT_RULES).encode()
+    root = "0x" + parse_rule_set(rules).hash.hex()
+    assert manifest_root(_manifest(root, kind=RULE_SET_BATCH_KIND), rules)[0] == "verified"
+    other = "0x" + hashlib.sha256(b"other").hexdigest()
+    assert manifest_root(_manifest(other, kind=RULE_SET_BATCH_KIND), rules)[0] == "mismatch"
+    assert manifest_root(_manifest(root, kind=RULE_SET_BATCH_KIND), b"{not json")[0] == "mismatch"
+    oversized = b" " * (MAX_RULE_SET_BYTES + 1)
+    assert manifest_root(_manifest(root, kind=RULE_SET_BATCH_KIND), oversized)[0] == "mismatch"
+    tree = _tree(7)
+    dump = json.dumps(tree.dump()).encode()
+    assert manifest_root(_manifest(tree.root, kind=1, leaves=len(tree)), dump)[0] == "verified"
+    assert manifest_root(_manifest(tree.root, kind=1, leaves=len(tree) + 1), dump)[0] == "mismatch"
+    broken = tree.dump()
+    broken["tree"][0] = "0x" + "00" * 32
+    assert manifest_root(_manifest(tree.root, kind=1), json.dumps(broken).encode())[0] == "mismatch"
+    assert manifest_root(_manifest(tree.root, kind=1), b"parcel list, CSV")[0] == "root-unchecked"
