@@ -21,6 +21,7 @@ from ledger_api.documents import (
     AgencyPrivateKey,
     AgencyPublicKey,
     Cid,
+    ContentStore,
     LazyIpfsStore,
     LocalStore,
     StandardMerkleTree,
@@ -47,7 +48,7 @@ def _cid_bytes(cid: str) -> bytes:
 class _Anchors:
     """Stores documents in the embedded store (envelopes through the API's vault) and anchors them."""
 
-    def __init__(self, ledger: Ledger, store: LocalStore) -> None:  # noqa: F811
+    def __init__(self, ledger: Ledger, store: ContentStore) -> None:  # noqa: F811
         self.ledger, self.store = ledger, store
         self.vault = DocumentVault(ledger.settings.var_dir / "api" / "documents.db", store)
         self.client = ledger.client
@@ -275,3 +276,61 @@ def test_manifest_roots_are_rederived_where_the_format_allows() -> None:
     broken["tree"][0] = "0x" + "00" * 32
     assert manifest_root(_manifest(tree.root, kind=1), json.dumps(broken).encode())[0] == "mismatch"
     assert manifest_root(_manifest(tree.root, kind=1), b"parcel list, CSV")[0] == "root-unchecked"
+
+
+@pytest.mark.slow
+def test_documents_fetched_from_a_real_ipfs_node(ledger: Ledger, tmp_path: Path) -> None:  # noqa: F811
+    from tests._support.ipfs import start_daemons, stop_all, stop_daemon
+
+    (daemon,) = start_daemons(tmp_path / "ipfs", ["auditor-node"])
+    try:
+        anchors = _Anchors(ledger, daemon.store)
+        anchors.declaration(documents=(b"invoice on ipfs", b"packing list on ipfs"))
+        tree = _tree(3)
+        anchors.batch(json.dumps(tree.dump()).encode(), root=bytes.fromhex(tree.root[2:]), leaves=len(tree))
+        rpc = ledger.settings.effective_rpc_url
+        empty = LocalStore(tmp_path / "empty-store")
+        report = replay(
+            rpc,
+            ledger.deployment,
+            progress=None,
+            document_check=DocumentCheck({daemon.api: daemon.store, "empty": empty}),
+        )
+        assert report.ok, [f.to_json() for f in report.errors]
+        summary = report.checks["document-fetch"]
+        assert summary["outcomes"] == {"ok": 4} and summary["copies"] == {"absent": 4, "ok": 4}
+        # the command with --ipfs; then the node goes away: every document unchecked, the store an error
+        out = tmp_path / "report.json"
+        parser = argparse.ArgumentParser()
+        audit_cli.register(parser.add_subparsers(dest="command"))
+        base = [
+            "audit",
+            "replay",
+            "--deployment",
+            str(ledger.settings.var_dir / "deployment.json"),
+            "--rpc-url",
+            rpc,
+            "--report",
+            str(out),
+            "--quiet",
+            "--no-channel-check",
+            "--documents",
+            "--ipfs",
+            daemon.api,
+        ]
+        monkey = pytest.MonkeyPatch()
+        try:
+            monkey.setenv("LEDGER_VAR_DIR", str(ledger.settings.var_dir))
+            args = parser.parse_args(base)
+            assert args.handler(args) == 0
+            assert json.loads(out.read_text())["checks"]["document-fetch"]["outcomes"] == {"ok": 4}
+            stop_daemon(daemon)
+            args = parser.parse_args(base)
+            assert args.handler(args) == audit_cli.EXIT_FINDINGS
+            data = json.loads(out.read_text())
+            assert data["checks"]["document-fetch"]["outcomes"] == {"unchecked": 4}
+            assert data["summary"]["by_code"] == {"document-store-unavailable": 1}
+        finally:
+            monkey.undo()
+    finally:
+        stop_all([daemon])
