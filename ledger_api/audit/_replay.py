@@ -139,11 +139,16 @@ class ReplayReport:
             "throughput": self.throughput.to_json(),
             **({"resumed_from": self.resumed_from} if self.resumed_from is not None else {}),
             **(
-                {"history": {"events": self.resume_point.event_count, "accumulator": self.resume_point.accumulator,
-                             "block_hash": self.resume_point.block_hash}}
+                {
+                    "history": {
+                        "events": self.resume_point.event_count,
+                        "accumulator": self.resume_point.accumulator,
+                        "block_hash": self.resume_point.block_hash,
+                    }
+                }
                 if self.resume_point is not None
                 else {}
-            ),  # fmt: skip
+            ),
         }
 
 
@@ -264,6 +269,7 @@ def replay(
         if last < first - (resume is not None):
             raise AuditError(f"--to-block {last} is before the first block to replay {first}")
         meter = Progress(progress, first=first, last=last)
+        hash_before = block_hash_at(rpc, last) if track else None  # a reorg during the read must not be certified
         pages: Iterable[Sequence[RawLog]] = (
             logs
             if logs is not None
@@ -329,14 +335,22 @@ def replay(
             meter.update(int(page[-1]["blockNumber"], 16) if page else first, events)
         meter.update(last, events, final=True)
         rebuilder.settle()
+        if track and block_hash_at(rpc, last) != hash_before:
+            raise AuditError(f"block {last} changed while it was replayed (a reorg): replay again")
         point = (
             ResumePoint(
-                block_number=last, block_hash=block_hash_at(rpc, last), event_count=history_events,
-                accumulator="0x" + acc.hex(), last_log=previous, events_by_name=dict(by_name),
-                findings=list(rebuilder.findings), creation_tx=rebuilder.creation_tx,
-                channel_checks=rebuilder.channel_checks, channels_unchecked=rebuilder.channels_unchecked,
+                block_number=last,
+                block_hash=hash_before,
+                event_count=history_events,
+                accumulator="0x" + acc.hex(),
+                last_log=previous,
+                events_by_name=dict(by_name),
+                findings=list(rebuilder.findings),
+                creation_tx=rebuilder.creation_tx,
+                channel_checks=rebuilder.channel_checks,
+                channels_unchecked=rebuilder.channels_unchecked,
                 state=rebuilder.state,
-            )  # fmt: skip
+            )
             if track
             else None
         )
@@ -415,8 +429,9 @@ def replay(
         state=rebuilder.state,
         checks=checks,
         resume_point=point,
-        resumed_from=None if resume is None else {"block": resume.block_number, "block_hash": resume.block_hash,
-                                                  "events": resume.event_count},  # fmt: skip
+        resumed_from=None
+        if resume is None
+        else {"block": resume.block_number, "block_hash": resume.block_hash, "events": resume.event_count},
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,15 @@ import pytest
 from eth_account import Account
 
 from ledger_api._cli import audit as audit_cli
-from ledger_api.audit import ChannelAssignment, ChannelProblem, ReplayReport, open_checkpoint, replay, write_checkpoint
+from ledger_api.audit import (
+    AuditError,
+    ChannelAssignment,
+    ChannelProblem,
+    ReplayReport,
+    open_checkpoint,
+    replay,
+    write_checkpoint,
+)
 from ledger_api.chain.accumulator import ZERO_ACCUMULATOR, accumulate
 from ledger_api.chain.events import fetch_logs
 from ledger_api.errors import (
@@ -267,3 +275,17 @@ def test_a_checkpoint_of_a_rewritten_history_is_not_a_prefix(chain: Chain, histo
     # a full replay of the new history is still clean
     report = replay(chain.rpc_url, chain.deployment, progress=None)
     assert report.digest_match is True and report.errors == []
+
+    # a reorg while the logs are being read: the replay refuses to certify that history in a checkpoint
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    chain.web3_tx(chain.account("cn-tj-customs-signer-0"), chain.registry.functions.updateTrader(trader, 1, False))
+    head = chain.head()
+    d = chain.deployment
+
+    def reorging_pages() -> Iterator[list[Any]]:
+        yield from fetch_logs(chain.rpc_url, [d.registry, d.ledger], d.deployment_block, head)
+        assert w3.provider.make_request("evm_revert", [snapshot])["result"] is True  # type: ignore[arg-type]
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    with pytest.raises(AuditError, match="changed while it was replayed"):
+        replay(chain.rpc_url, d, to_block=head, logs=reorging_pages(), track=True, progress=None)
