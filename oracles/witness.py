@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_hex_address, to_checksum_address
@@ -48,6 +47,7 @@ from eth_utils.address import is_hex_address, to_checksum_address
 from ledger_api.chain._tx_rpc import JsonRpc, RpcError
 from ledger_api.chain.accumulator import accumulate
 from ledger_api.chain.accumulator import log_position as _log_position
+from ledger_api.chain.typed_data import recover_typed_data
 from ledger_api.errors import ChainError, CheckpointError, LogQueryError
 from ledger_api.hashing import canonical_json
 from ledger_api.index import ReadModel
@@ -101,7 +101,6 @@ MAX_CHECKPOINTS_PER_SOURCE = 100_000
 MAX_CHECKPOINTS_PER_STEP = 32
 #: A log page larger than this is split (bounds memory on busy ranges).
 PAGE_RESULT_LIMIT = 10_000
-_SECP256K1_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
 _UINT64 = (1 << 64) - 1
 _HEX32 = re.compile(r"^0x[0-9a-f]{64}$")
 _HEX_SIG = re.compile(r"^0x[0-9a-f]{130}$")
@@ -301,16 +300,12 @@ def parse_checkpoint(raw: bytes | str | Mapping[str, Any]) -> Checkpoint:
 
 def recover_signer(checkpoint: Checkpoint) -> str:
     """The address that signed ``checkpoint`` (low-s, v ∈ {27, 28} enforced); :class:`CheckpointError`."""
-    sig = bytes.fromhex(checkpoint.signature[2:])
-    if int.from_bytes(sig[32:64], "big") > _SECP256K1_HALF_N or sig[64] not in (27, 28):
-        raise CheckpointError("signature is not canonical (high s or bad v)")
     fields = asdict(checkpoint)
     del fields["signer"], fields["signature"]
     try:
-        message = encode_typed_data(full_message=typed_data(**fields))
-        return to_checksum_address(Account.recover_message(message, signature=sig))
-    except (ValueError, TypeError) as exc:  # eth-keys' BadSignature is a ValueError
-        raise CheckpointError(f"signature does not recover: {exc}") from exc
+        return recover_typed_data(typed_data(**fields), checkpoint.signature)
+    except ValueError as exc:  # non-canonical, or no key recovers (eth-keys' BadSignature included)
+        raise CheckpointError(str(exc)) from exc
 
 
 def verify_checkpoint(checkpoint: Checkpoint, read: ReadModel, *, chain_id: int, registry: str, ledger: str) -> str:
