@@ -179,7 +179,9 @@ def _replay(args: argparse.Namespace) -> int:
             to_block=args.to_block,
             rule_store=None if args.no_channel_check else next(iter(stores.values())),
             reader=reader,
-            document_check=DocumentCheck(stores, reader=reader) if args.documents else None,
+            document_check=DocumentCheck(stores, reader=reader, progress=None if args.quiet else sys.stderr)
+            if args.documents
+            else None,
             resume=resume,
             track=args.checkpoint is not None,
             on_event=timeline,

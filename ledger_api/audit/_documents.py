@@ -23,9 +23,10 @@ the integrity watch runs — and then:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from ledger_api.audit._channels import DeclarationReader
 from ledger_api.audit._findings import Finding, Severity
@@ -131,7 +132,8 @@ class DocumentCheck:
 
     ``reader`` opens envelopes (the ``--agency`` key and the vault keyrings); ``max_size`` is the
     largest document whose content is reassembled for the commitment check (larger ones are CID-checked
-    only). Call it with the replayed state; :meth:`summary` gives the counts for the report.
+    only). Call it with the replayed state; :meth:`summary` gives the counts for the report. Progress
+    (documents done, documents/s, ETA) goes to ``progress`` at most every ``interval`` seconds.
     """
 
     def __init__(
@@ -140,6 +142,8 @@ class DocumentCheck:
         *,
         reader: DeclarationReader | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
+        progress: IO[str] | None = None,
+        interval: float = 0.5,
     ) -> None:
         if not stores:
             raise ValueError("the document check needs at least one content store")
@@ -153,6 +157,7 @@ class DocumentCheck:
         self.by_kind: dict[str, int] = {}
         self.bytes_read = 0
         self._unchecked_by_store: dict[str, int] = {}
+        self._progress, self._interval = progress, interval
 
     @staticmethod
     def _bump(counter: dict[str, int], key: str) -> None:
@@ -266,8 +271,17 @@ class DocumentCheck:
     def __call__(self, state: LedgerState) -> list[Finding]:
         """Check every anchored document of ``state``; the findings (one per unreachable store too)."""
         findings: list[Finding] = []
-        for doc in anchored_documents(state):
+        documents = anchored_documents(state)
+        started = shown = time.perf_counter()
+        for n, doc in enumerate(documents, 1):
             findings.extend(self.check(doc))
+            now = time.perf_counter()
+            if self._progress is not None and (now - shown >= self._interval or n == len(documents)):
+                shown = now
+                rate = n / max(now - started, 1e-9)
+                self._progress.write(f"audit documents: {n}/{len(documents)}  {rate:,.1f} documents/s  "
+                                     f"ETA {(len(documents) - n) / rate:4.1f}s\n")  # fmt: skip
+                self._progress.flush()
         for name, error in self.unavailable.items():
             findings.append(
                 Finding(

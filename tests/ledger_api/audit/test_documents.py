@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -164,7 +165,8 @@ def test_documents_are_fetched_and_reverified(ledger: Ledger, tmp_path: Path) ->
     block_file = store._block_path(Cid.parse(cid_of(tampered_doc)))  # noqa: SLF001
     block_file.write_bytes(block_file.read_bytes()[:-1] + b"!")
 
-    check = DocumentCheck({"embedded": store}, reader=reader)
+    stream = io.StringIO()
+    check = DocumentCheck({"embedded": store}, reader=reader, progress=stream)
     report = replay(rpc, ledger.deployment, progress=None, document_check=check)
     assert not report.ok
     found = [f.to_json() for f in report.findings]
@@ -185,6 +187,8 @@ def test_documents_are_fetched_and_reverified(ledger: Ledger, tmp_path: Path) ->
     assert summary["checked"] == len(anchored_documents(report.state)) == 10
     assert summary["outcomes"] == {"commitment-mismatch": 2, "missing": 1, "ok": 6, "tampered": 1}
     assert report.to_json()["summary"]["by_code"]["document-missing"] == 1
+    last_line = stream.getvalue().strip().splitlines()[-1]
+    assert last_line.startswith("audit documents: 10/10") and "documents/s" in last_line and "ETA" in last_line
 
     # without the key no envelope can be opened (three declarations): unchecked, neither passed nor a mismatch
     blind = replay(rpc, ledger.deployment, progress=None, document_check=DocumentCheck({"embedded": store}))
