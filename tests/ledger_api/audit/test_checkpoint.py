@@ -168,6 +168,21 @@ def _mutations() -> list[tuple[str, Callable[[dict[str, Any]], None]]]:
     ]
 
 
+def _altered(value: Any) -> Any:
+    """A different value of the same JSON kind."""
+    if isinstance(value, bool) or value is None:
+        return not value if isinstance(value, bool) else "0x" + "00" * 32
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, str):
+        return value[:-1] + ("0" if value[-1] != "0" else "1")
+    if isinstance(value, list):
+        return value[:-1] if value else [0]
+    if isinstance(value, dict):
+        return {**value, "x": 1} if "signer" not in value else {**value, "scheme": "eip191"}
+    raise AssertionError(value)
+
+
 def test_tampered_unsigned_and_foreign_checkpoints_are_refused(chain: Chain, history: History, tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.json"
     _checkpointed(chain, history.checkpoints[0], path)
@@ -177,6 +192,14 @@ def test_tampered_unsigned_and_foreign_checkpoints_are_refused(chain: Chain, his
         doc = json.loads(path.read_text())
         mutate(doc)
         assert doc != original, name
+        forged = tmp_path / "forged.json"
+        forged.write_text(json.dumps(doc))
+        with pytest.raises(CheckpointTampered):
+            open_checkpoint(forged, chain.rpc_url, chain.deployment, expected_signer=AUDITOR.address)
+    # and every top-level field, whatever it holds
+    for name in sorted(original):
+        doc = json.loads(path.read_text())
+        doc[name] = _altered(doc[name])
         forged = tmp_path / "forged.json"
         forged.write_text(json.dumps(doc))
         with pytest.raises(CheckpointTampered):
