@@ -9,6 +9,7 @@
 * :func:`seal` / :func:`open_envelope` / :class:`Keyring` encrypt a document once for many agencies.
 * :class:`StandardMerkleTree` builds OpenZeppelin-compatible trees; :class:`DocumentBatch` anchors many
   documents under one root with a stored manifest and a proof file per document.
+* :func:`fetch_copy` / :func:`verify_commitment` re-verify a stored copy of an anchored document.
 
 See ``docs/documents.md``.
 """
@@ -51,6 +52,7 @@ from ledger_api.documents._store import (
     _chunks,
 )
 from ledger_api.documents._unixfs import CHUNK_SIZE, MAX_LINKS, DagBuilder
+from ledger_api.documents._verify import FetchedCopy, VerifiedBlocks, fetch_copy, verify_commitment
 
 __all__ = [
     "BATCH_FORMAT",
@@ -69,6 +71,7 @@ __all__ = [
     "ContentStore",
     "DagBuilder",
     "DocumentBatch",
+    "FetchedCopy",
     "IpfsStore",
     "KeyWrap",
     "Keyring",
@@ -79,11 +82,13 @@ __all__ = [
     "StandardMerkleTree",
     "StoredDocument",
     "VaultKeyrings",
+    "VerifiedBlocks",
     "cid_of",
     "cid_of_file",
     "content_store",
     "envelope_document_id",
     "export_car",
+    "fetch_copy",
     "import_car",
     "iter_car",
     "keccak256",
@@ -91,6 +96,7 @@ __all__ = [
     "open_envelope",
     "seal",
     "verify_batch_proof",
+    "verify_commitment",
 ]
 
 
