@@ -32,15 +32,18 @@ from ledger_api.audit._channels import DeclarationReader
 from ledger_api.audit._findings import Finding, Severity
 from ledger_api.audit._state import LedgerState
 from ledger_api.documents import (
+    BATCH_FORMAT,
     DEFAULT_MAX_SIZE,
     ENVELOPE_MAGIC,
     Cid,
     ContentStore,
+    DocumentBatch,
     StandardMerkleTree,
     fetch_copy,
     verify_commitment,
 )
 from ledger_api.errors import (
+    DocumentError,
     DocumentNotFound,
     DocumentTooLarge,
     IntegrityError,
@@ -116,12 +119,21 @@ def manifest_root(doc: AnchoredDocument, content: bytes) -> tuple[str, str]:
         dump = json.loads(content)
     except (ValueError, RecursionError):
         dump = None
-    if not isinstance(dump, dict) or dump.get("format") != "standard-v1":
-        return "root-unchecked", "manifest is not a standard-v1 Merkle tree dump: the root cannot be re-derived"
-    try:
-        tree = StandardMerkleTree.load(dump)
-    except (ValueError, KeyError, TypeError) as exc:
-        return "mismatch", f"the standard-v1 manifest is not a valid tree: {_short(exc)}"
+    if isinstance(dump, dict) and dump.get("format") == BATCH_FORMAT:  # `ledger batch anchor` (DocumentBatch)
+        try:
+            tree = DocumentBatch.from_manifest(content).tree
+        except DocumentError as exc:
+            return "mismatch", f"the {BATCH_FORMAT} manifest is not valid: {_short(exc)}"
+    elif isinstance(dump, dict) and dump.get("format") == "standard-v1":
+        try:
+            tree = StandardMerkleTree.load(dump)
+        except (ValueError, KeyError, TypeError) as exc:
+            return "mismatch", f"the standard-v1 manifest is not a valid tree: {_short(exc)}"
+    else:
+        return (
+            "root-unchecked",
+            "manifest is neither a document batch nor a standard-v1 tree: the root cannot be re-derived",
+        )
     if tree.root.lower() != doc.sha256.lower() or (doc.leaf_count is not None and len(tree) != doc.leaf_count):
         return "mismatch", f"the manifest's tree has root {tree.root} and {len(tree)} leaves, not the anchored ones"
     return "verified", "manifest tree re-derives the anchored root and leaf count"

@@ -23,6 +23,7 @@ from ledger_api.documents import (
     AgencyPublicKey,
     Cid,
     ContentStore,
+    DocumentBatch,
     LazyIpfsStore,
     LocalStore,
     StandardMerkleTree,
@@ -280,6 +281,13 @@ def test_manifest_roots_are_rederived_where_the_format_allows() -> None:
     broken["tree"][0] = "0x" + "00" * 32
     assert manifest_root(_manifest(tree.root, kind=1), json.dumps(broken).encode())[0] == "mismatch"
     assert manifest_root(_manifest(tree.root, kind=1), b"parcel list, CSV")[0] == "root-unchecked"
+    # a `ledger batch anchor` manifest (DocumentBatch)
+    batch = DocumentBatch.build([hashlib.sha256(bytes([i])).digest() for i in range(5)], kind=3)
+    assert manifest_root(_manifest(batch.root, kind=3, leaves=5), batch.manifest())[0] == "verified"
+    assert manifest_root(_manifest(batch.root, kind=3, leaves=6), batch.manifest())[0] == "mismatch"
+    forged = json.loads(batch.manifest())
+    forged["tree"]["values"][1]["value"] = ["0x" + "ab" * 32]
+    assert manifest_root(_manifest(batch.root, kind=3), json.dumps(forged).encode())[0] == "mismatch"
 
 
 @pytest.mark.slow
