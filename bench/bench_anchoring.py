@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -31,27 +30,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _history import local_chain  # noqa: E402
 from _report import Goal, publish  # noqa: E402
-from web3 import Web3  # noqa: E402
 
-from ledger_api.chain import AnvilNode, deploy_consortium  # noqa: E402
 from ledger_api.chain import _tx_calls as calls  # noqa: E402
 from ledger_api.chain._signing import FastSigner, UnsignedTransaction  # noqa: E402
 from ledger_api.chain.consortium import default_consortium  # noqa: E402
 from ledger_api.chain.events import JsonRpc  # noqa: E402
-from ledger_api.chain.keystore import Keystore  # noqa: E402
 from ledger_api.documents import Cid, DocumentBatch, LocalStore  # noqa: E402
 
 #: Reference gas figures of other systems, measured on anvil (TOOLCHAIN.md of the team).
 OPENATTESTATION_ISSUE = 47_886  # DocumentStore.issue(root): one batch
 EAS_ATTEST = 180_132  # one attestation
 EAS_MULTI_TIMESTAMP_PER_ITEM = 24_600  # multiTimestamp, per item
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _raw_cid(content: bytes) -> bytes:
@@ -99,13 +90,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-anchor-") as tmp_name:
         tmp = Path(tmp_name)
-        node = AnvilNode(state_dir=tmp / "anvil", port=_free_port())
-        node.start()
-        try:
-            w3 = Web3(Web3.HTTPProvider(node.rpc_url))
-            (tmp / "keys").mkdir()
-            keystore = Keystore(directory=tmp / "keys", password="bench-anchor-password")
-            deployment = deploy_consortium(w3, spec=default_consortium(), keystore=keystore, fund=True)
+        with local_chain(tmp) as chain:
+            node, keystore, deployment = chain.node, chain.keystore, chain.deployment
             spec = default_consortium()
             with JsonRpc(rpc_url=node.rpc_url) as rpc:
                 lab = FastSigner(private_key=bytes(keystore.signer(spec.agency("NL-NVWA").signer_label(0)).key))
@@ -128,8 +114,6 @@ def main() -> None:
                 assert len(proofs) == args.docs and leaves == digests
 
                 single_gas = [anchorer.anchor(digests[i], 1, _raw_cid(documents[i])) for i in range(args.single)]
-        finally:
-            node.stop()
 
     total = t_end - t0
     rate = args.docs / total

@@ -29,7 +29,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import httpx  # noqa: E402
+from _history import free_port  # noqa: E402
 from _report import Goal, publish  # noqa: E402
 from bench_submit import bench_naive  # noqa: E402
 from web3 import Web3  # noqa: E402
@@ -56,12 +56,6 @@ from ledger_api.client import LedgerHttpClient  # noqa: E402
 from ledger_api.config import Settings  # noqa: E402
 
 TRADERS = ("trader-tj-electronics", "trader-tj-foods", "trader-rtm-importer")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -284,10 +278,10 @@ def main() -> None:
     n_verify, n_upload, n_decl = (2_000, 10, 300) if args.quick else (20_000, 30, 2_000)
 
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
-        settings = Settings(var_dir=Path(tmp) / "var", anvil_port=_free_port())
+        settings = Settings(var_dir=Path(tmp) / "var", anvil_port=free_port())
         record, _ = ensure_deployed(settings)
         keystore = Keystore.from_settings(settings)
-        port = _free_port()
+        port = free_port()
         server = _start_server(settings, port, Path(tmp) / "serve.log")
         base = f"http://127.0.0.1:{port}"
         try:

@@ -47,7 +47,7 @@ from eth_utils.address import is_hex_address, to_checksum_address
 from ledger_api.chain._tx_rpc import JsonRpc, RpcError
 from ledger_api.chain.accumulator import accumulate
 from ledger_api.chain.accumulator import log_position as _log_position
-from ledger_api.chain.typed_data import recover_typed_data
+from ledger_api.chain.typed_data import EIP712_DOMAIN_TYPE, recover_typed_data
 from ledger_api.errors import ChainError, CheckpointError, LogQueryError
 from ledger_api.hashing import canonical_json
 from ledger_api.index import ReadModel
@@ -74,12 +74,7 @@ ZERO32 = b"\0" * 32
 DOMAIN_NAME = "LedgerCheckpointWitness"
 DOMAIN_VERSION = "1"
 CHECKPOINT_TYPES: dict[str, list[dict[str, str]]] = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
+    "EIP712Domain": EIP712_DOMAIN_TYPE,
     "Checkpoint": [
         {"name": "agency", "type": "bytes32"},
         {"name": "registry", "type": "address"},

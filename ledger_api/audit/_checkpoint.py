@@ -40,7 +40,7 @@ from ledger_api.audit._digest import DIGEST_VERSION, digest, plan, state_records
 from ledger_api.audit._findings import Finding
 from ledger_api.audit._state import LedgerState
 from ledger_api.chain.events import JsonRpc
-from ledger_api.chain.typed_data import recover_typed_data, sign_typed_data
+from ledger_api.chain.typed_data import EIP712_DOMAIN_TYPE, recover_typed_data, sign_typed_data
 from ledger_api.errors import (
     AuditCheckpointError,
     CheckpointForeign,
@@ -69,12 +69,7 @@ MAX_CHECKPOINT_BYTES = 1024 * 1024 * 1024
 DOMAIN_NAME = "LedgerAuditCheckpoint"
 DOMAIN_VERSION = "1"
 CHECKPOINT_TYPES: dict[str, list[dict[str, str]]] = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
+    "EIP712Domain": EIP712_DOMAIN_TYPE,
     "AuditCheckpoint": [
         {"name": "registry", "type": "address"},
         {"name": "ledger", "type": "address"},

@@ -16,7 +16,16 @@ from eth_account.signers.local import LocalAccount
 from eth_keys.exceptions import BadSignature
 from eth_utils.address import to_checksum_address
 
-__all__ = ["recover_typed_data", "sign_typed_data"]
+__all__ = ["EIP712_DOMAIN_TYPE", "recover_typed_data", "sign_typed_data"]
+
+#: The ``EIP712Domain`` type every off-chain document of the ledger uses: bound to the chain and to a
+#: contract (the registry), so a signature is valid for exactly one deployment.
+EIP712_DOMAIN_TYPE: list[dict[str, str]] = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
 
 _SECP256K1_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
 
