@@ -14,6 +14,7 @@ and encodes view calls with eth_abi.
 
 from ledger_api.audit._channels import DeclarationReader, ReplayFacts, RuleSetChannelCheck
 from ledger_api.audit._digest import DIGEST_VERSION, digest
+from ledger_api.audit._evidence import bundle_zip, export_bundle
 from ledger_api.audit._findings import AuditError, Finding, Severity
 from ledger_api.audit._replay import DeploymentLike, Progress, ReplayReport, Throughput, replay, write_report
 from ledger_api.audit._state import ChannelAssignment, ChannelProblem, ChannelRuleCheck, LedgerState, Rebuilder
@@ -35,7 +36,9 @@ __all__ = [
     "RuleSetChannelCheck",
     "Severity",
     "Throughput",
+    "bundle_zip",
     "digest",
+    "export_bundle",
     "replay",
     "write_report",
 ]
