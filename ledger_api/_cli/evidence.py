@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
                         help="check that this file is the subject (default: the zip's document, if any)")  # fmt: skip
     verify.add_argument("--trusted-block", required=True, metavar="HASH",
                         help="0x-hex hash of the bundle's last block, as your own node / checkpoint says")  # fmt: skip
+    verify.add_argument("--deployment", type=Path, default=None, metavar="FILE",
+                        help="your deployment record: the bundle must be about its chain id, contracts and "
+                        "deployment block (without it they are shown for you to compare)")  # fmt: skip
     verify.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     verify.set_defaults(handler=_verify)
 
@@ -107,13 +110,21 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ledger_api.verify.evidence import MAX_BUNDLE_BYTES, read_bundle_zip, verify_bundle
+    from ledger_api.verify.evidence import MAX_BUNDLE_BYTES, TrustedDeployment, read_bundle_zip, verify_bundle
 
     raw = _read_limited(args.bundle, 2 * MAX_BUNDLE_BYTES)
     bundle, document = read_bundle_zip(raw) if raw[:4] == b"PK\x03\x04" else (raw, None)
     if args.document is not None:
         document = _read_limited(args.document, MAX_BUNDLE_BYTES)
-    report = verify_bundle(bundle, trusted_block=args.trusted_block, document=document)
+    deployment = None
+    if args.deployment is not None:
+        from ledger_api.chain.deploy import Deployment
+        from ledger_api.errors import ConfigurationError
+
+        if not args.deployment.exists():
+            raise ConfigurationError(f"no deployment record at {args.deployment}")
+        deployment = TrustedDeployment.of(Deployment.load(args.deployment))
+    report = verify_bundle(bundle, trusted_block=args.trusted_block, document=document, deployment=deployment)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     print(
@@ -123,4 +134,10 @@ def _verify(args: argparse.Namespace) -> int:
         f"{'checked' if report.document_checked else 'not given'}",
         file=sys.stderr,
     )
+    if deployment is None:
+        print(
+            f"  chain {report.chain_id}, registry {report.registry}, ledger {report.ledger}: the bundle's claims "
+            "— compare them with your deployment record (or pass --deployment)",
+            file=sys.stderr,
+        )
     return 0

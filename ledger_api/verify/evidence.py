@@ -17,7 +17,8 @@ The checklist:
 1. **format** — size limit, strict JSON (no duplicate keys), canonical bytes, exact schema, hex forms.
 2. **headers** — each header's hash is ``keccak(rlp(fields))``; numbers are consecutive from the
    deployment block; each ``parentHash`` is the previous header's hash.
-3. **trusted block** — the last header's hash is the block hash the caller trusts.
+3. **trusted block** — the last header's hash is the block hash the caller trusts (and, when the
+   caller gives its deployment record, the bundle's chain id, contracts and deployment block are it).
 4. **transactions** — each included block's raw transactions rebuild its ``transactionsRoot``;
    typed transactions carry the bundle's chain id.
 5. **receipts** — each included block's receipts rebuild its ``receiptsRoot`` (one per transaction).
@@ -44,7 +45,6 @@ import re
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import rlp  # type: ignore[import-untyped]
@@ -55,7 +55,8 @@ from eth_keys.exceptions import BadSignature
 from eth_utils.crypto import keccak
 from trie.hexary import HexaryTrie
 
-from ledger_api.chain.events import DecodedEvent, EventDecoder
+from ledger_api.chain.artifacts import load_artifact
+from ledger_api.chain.events import DecodedEvent, EventDecoder, EventSpec
 from ledger_api.documents import StandardMerkleTree
 from ledger_api.errors import BundleTooLarge, EvidenceInvalid, LedgerError, MalformedBundle
 from ledger_api.index import (
@@ -76,6 +77,7 @@ __all__ = [
     "MAX_BUNDLE_BYTES",
     "EvidenceReport",
     "STEPS",
+    "TrustedDeployment",
     "canonical_bundle",
     "derive",
     "header_hash",
@@ -333,12 +335,23 @@ class _Proven:
     included: set[int]
 
 
-@lru_cache(maxsize=64)
+#: The event layouts of both contracts, from the committed ABIs, read once when this module is imported:
+#: verifying a bundle reads nothing.
+_SPECS: tuple[EventSpec, ...] = tuple(
+    EventSpec.from_abi(name, entry, hex_bytes=True)
+    for name in ("AgencyRegistry", "ClearanceLedger")
+    for entry in load_artifact(name).abi
+    if entry.get("type") == "event" and not entry.get("anonymous", False)
+)
+
+
 def _decoder(registry: str, ledger: str) -> EventDecoder:
-    return EventDecoder.for_contracts({registry: "AgencyRegistry", ledger: "ClearanceLedger"}, hex_bytes=True)
+    return EventDecoder(contracts={registry: "AgencyRegistry", ledger: "ClearanceLedger"}, specs=_SPECS)
 
 
-def _prove_chain(bundle: Mapping[str, Any], trusted_block: str | None) -> _Proven:
+def _prove_chain(
+    bundle: Mapping[str, Any], trusted_block: str | None, deployment: TrustedDeployment | None = None
+) -> _Proven:
     blocks = bundle["blocks"]
     hashes: dict[int, str] = {}
     timestamps: dict[int, int] = {}
@@ -362,6 +375,14 @@ def _prove_chain(bundle: Mapping[str, Any], trusted_block: str | None) -> _Prove
         where = [n for n, h in hashes.items() if h == trusted_block.lower()]
         detail = f" (it is block {where[0]}, not the bundle's last block)" if where else ""
         raise _fail(3, f"the bundle's last block {last} hashes to {previous}, not the trusted {trusted_block}{detail}")
+    if deployment is not None:
+        claimed = (bundle["chain_id"], bundle["contracts"]["registry"], bundle["contracts"]["ledger"],
+                   bundle["deployment_block"])  # fmt: skip
+        known = (deployment.chain_id, deployment.registry.lower(), deployment.ledger.lower(),
+                 deployment.deployment_block)  # fmt: skip
+        if claimed != known:
+            raise _fail(3, f"the bundle is about chain {claimed[0]}, registry {claimed[1]}, ledger {claimed[2]} "
+                           f"from block {claimed[3]}: not the trusted deployment {known}")  # fmt: skip
     chain_id = bundle["chain_id"]
     registry, ledger = bundle["contracts"]["registry"], bundle["contracts"]["ledger"]
     decoder = _decoder(registry, ledger)
@@ -929,14 +950,36 @@ class EvidenceReport:
         }  # fmt: skip
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrustedDeployment:
+    """The deployment an auditor knows independently (its own record): chain id, contracts, first block."""
+
+    chain_id: int
+    registry: str
+    ledger: str
+    deployment_block: int
+
+    @classmethod
+    def of(cls, record: Any) -> TrustedDeployment:
+        """From anything with ``chain_id``, ``registry``, ``ledger``, ``deployment_block`` (a Deployment)."""
+        return cls(chain_id=int(record.chain_id), registry=str(record.registry).lower(),
+                   ledger=str(record.ledger).lower(), deployment_block=int(record.deployment_block))  # fmt: skip
+
+
 def verify_bundle(
-    bundle: bytes | Mapping[str, Any], *, trusted_block: str, document: bytes | None = None
+    bundle: bytes | Mapping[str, Any],
+    *,
+    trusted_block: str,
+    document: bytes | None = None,
+    deployment: TrustedDeployment | None = None,
 ) -> EvidenceReport:
     """Run the checklist (module docstring) over ``bundle``; raise :class:`EvidenceError` at the first failure.
 
     ``bundle``: the canonical bytes (recommended: step 1 then also checks the canonical form) or the
     parsed JSON. ``trusted_block``: the 0x-hex hash of the block the caller trusts (from its own node,
     a checkpoint witness or a partner). ``document``: the document's bytes, checked against the subject.
+    ``deployment``: the chain id, contract addresses and deployment block the caller knows; without
+    it they are the bundle's claims (the report shows them: compare them with your record).
     """
     if isinstance(bundle, bytes | bytearray):
         parsed = parse_bundle(bytes(bundle))
@@ -945,7 +988,7 @@ def verify_bundle(
         _check_schema(parsed)
     if not isinstance(trusted_block, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", trusted_block):
         raise _fail(3, f"the trusted block must be a 32-byte 0x-hex hash, not {trusted_block!r}")
-    proven = _prove_chain(parsed, trusted_block)  # steps 2-6
+    proven = _prove_chain(parsed, trusted_block, deployment)  # steps 2-6
     # 7. completeness.
     sha256, batch = parsed["subject"]["sha256"], parsed["subject"]["batch"]
     words = subject_topics(proven.events, sha256, batch["root"] if batch else None)

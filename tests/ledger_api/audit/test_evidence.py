@@ -26,7 +26,13 @@ from ledger_api.chain import _tx_calls as calls
 from ledger_api.chain.deploy import agency_id_bytes
 from ledger_api.documents import StandardMerkleTree
 from ledger_api.errors import EvidenceError, EvidenceExportError, EvidenceInvalid, MalformedBundle
-from ledger_api.verify.evidence import canonical_bundle, header_hash, read_bundle_zip, verify_bundle
+from ledger_api.verify.evidence import (
+    TrustedDeployment,
+    canonical_bundle,
+    header_hash,
+    read_bundle_zip,
+    verify_bundle,
+)
 
 from .conftest import LAB_TEST, PASS, PHYSICAL_EXAM, RED, RELEASE, Chain, HistoryGenerator, fake_cid, h
 
@@ -200,6 +206,23 @@ def test_a_tampered_document_and_a_wrong_trusted_block_fail(invoice_bundle: dict
         assert failed.value.step == 3
 
 
+def test_the_trusted_deployment_is_enforced_when_given(chain: Chain, invoice_bundle: dict[str, Any]) -> None:
+    data, trusted = canonical_bundle(invoice_bundle), _trusted(invoice_bundle)
+    known = TrustedDeployment.of(chain.deployment)
+    assert verify_bundle(data, trusted_block=trusted, deployment=known).ledger == known.ledger
+    for other in (
+        TrustedDeployment(chain_id=1, registry=known.registry, ledger=known.ledger,
+                          deployment_block=known.deployment_block),
+        TrustedDeployment(chain_id=known.chain_id, registry=known.registry, ledger="0x" + "22" * 20,
+                          deployment_block=known.deployment_block),
+        TrustedDeployment(chain_id=known.chain_id, registry=known.registry, ledger=known.ledger,
+                          deployment_block=known.deployment_block + 1),
+    ):  # fmt: skip
+        with pytest.raises(EvidenceInvalid) as failed:
+            verify_bundle(data, trusted_block=trusted, deployment=other)
+        assert failed.value.step == 3
+
+
 def test_the_zip_variant_round_trips(invoice_bundle: dict[str, Any]) -> None:
     archive = bundle_zip(invoice_bundle, document=INVOICE, document_name="invoice.pdf")
     bundle, document = read_bundle_zip(archive)
@@ -240,6 +263,7 @@ def _mutated(value: Any) -> Any:
     return text + "x"
 
 
+@pytest.mark.slow
 def test_every_single_field_mutation_fails(invoice_bundle: dict[str, Any]) -> None:
     trusted = _trusted(invoice_bundle)
     leaves = list(_leaves(invoice_bundle))
@@ -257,6 +281,7 @@ def test_every_single_field_mutation_fails(invoice_bundle: dict[str, Any]) -> No
     assert {1, 2, 3, 4, 5, 10, 11} <= set(failed_steps), failed_steps  # several steps do the catching
 
 
+@pytest.mark.slow
 def test_random_byte_flips_fail(invoice_bundle: dict[str, Any]) -> None:
     data = canonical_bundle(invoice_bundle)
     trusted = _trusted(invoice_bundle)
