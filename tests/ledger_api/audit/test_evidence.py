@@ -379,6 +379,22 @@ def test_cast_agrees_with_the_bundle(chain: Chain, invoice_bundle: dict[str, Any
         "", declaration, "--json", *rpc))  # fmt: skip
     assert sorted(log["topics"][1].lower() for log in logs) == sorted(s["stamp_id"] for s in facts["stamps"])
     # The contract's own view of the document's anchor and of the declaration's status.
-    anchor = _run_cast("call", invoice_bundle["contracts"]["ledger"], "anchorOf(bytes32)(uint8,bytes32)",
-                       invoice_bundle["subject"]["sha256"], *rpc).split()  # fmt: skip
+    ledger, at = (
+        invoice_bundle["contracts"]["ledger"],
+        ["--block", str(int(invoice_bundle["blocks"][-1]["header"]["number"], 16))],
+    )
+    anchor = _run_cast("call", ledger, "anchorOf(bytes32)(uint8,bytes32)", invoice_bundle["subject"]["sha256"],
+                       *at, *rpc).split()  # fmt: skip
     assert anchor == ["2", declaration]  # SUPPORTING_DOCUMENT, owned by the declaration
+    view = _run_cast("call", ledger, "declaration(bytes32)((address,uint32,uint8,uint8,uint16,uint32,bytes32,"
+                     "bytes32,bytes32,bytes32))", declaration, *at, *rpc)  # fmt: skip
+    fields = [f.strip() for f in view.strip("()").split(",")]
+    d = facts["declaration"]
+    assert fields[0].lower() == d["declarant"] and int(fields[1]) == d["jurisdiction"]["index"]
+    assert int(fields[2]) == 3 and d["status"] == "RELEASED"
+    assert int(fields[3]) == d["channel"] and int(fields[4]) == d["required_stamps"] and fields[6] == d["mrn"]
+    for stamp in facts["stamps"]:
+        key = _run_cast("call", invoice_bundle["contracts"]["registry"],
+                        "signerKey(address)((uint32,uint64,uint64,uint64))", stamp["signer"], *at, *rpc)  # fmt: skip
+        numbers = [int(f.strip().split()[0]) for f in key.strip("()").split(",")]
+        assert numbers == [stamp["key"][k] for k in ("agency_index", "valid_from", "valid_until", "compromised_at")]
