@@ -28,7 +28,7 @@ from typing import Any
 
 from ledger_api.audit._replay import DeploymentLike
 from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs
-from ledger_api.errors import EvidenceExportError, LedgerError
+from ledger_api.errors import EvidenceExportError, LedgerError, LogQueryError
 from ledger_api.verify.evidence import (
     FORMAT,
     canonical_bundle,
@@ -162,15 +162,36 @@ def export_bundle(
 
 
 def _contents(rpc: JsonRpc, header: Mapping[str, str]) -> tuple[list[str], list[dict[str, Any]]]:
-    """A block's raw transactions and consensus receipts."""
+    """A block's raw transactions and consensus receipts.
+
+    ``eth_getBlockReceipts`` and ``eth_getRawTransactionByBlockNumberAndIndex`` when the node has
+    them (anvil, geth, Besu 24+); otherwise one ``eth_getTransactionReceipt`` /
+    ``eth_getRawTransactionByHash`` per transaction of the block.
+    """
     number = header["number"]
-    receipts = rpc.call("eth_getBlockReceipts", [number])
-    if not isinstance(receipts, list):
-        raise EvidenceExportError(f"eth_getBlockReceipts({number}) answered {type(receipts).__name__}")
-    raws: Sequence[Any] = rpc.batch(
-        [("eth_getRawTransactionByBlockNumberAndIndex", [number, hex(i)]) for i in range(len(receipts))]
-    )
-    if any(not isinstance(r, str) for r in raws):
+    hashes: list[str] | None = None
+
+    def tx_hashes() -> list[str]:
+        block = rpc.call("eth_getBlockByNumber", [number, False])
+        if not isinstance(block, dict):
+            raise EvidenceExportError(f"the node has no block {int(number, 16)}")
+        return [str(t) for t in block["transactions"]]
+
+    try:
+        receipts = rpc.call("eth_getBlockReceipts", [number])
+    except LogQueryError:
+        hashes = tx_hashes()
+        receipts = rpc.batch([("eth_getTransactionReceipt", [t]) for t in hashes])
+    if not isinstance(receipts, list) or any(not isinstance(r, dict) for r in receipts):
+        raise EvidenceExportError(f"block {int(number, 16)}: the node did not return every receipt")
+    try:
+        raws: Sequence[Any] = rpc.batch(
+            [("eth_getRawTransactionByBlockNumberAndIndex", [number, hex(i)]) for i in range(len(receipts))]
+        )
+    except LogQueryError:
+        hashes = hashes or tx_hashes()
+        raws = rpc.batch([("eth_getRawTransactionByHash", [t]) for t in hashes])
+    if len(raws) != len(receipts) or any(not isinstance(r, str) for r in raws):
         raise EvidenceExportError(f"block {int(number, 16)}: the node did not return every raw transaction")
     return [str(r).lower() for r in raws], [_receipt(r) for r in receipts]
 

@@ -403,7 +403,7 @@ def _prove_chain(
         for raw in raws:
             try:
                 tx_chain, _, _ = _tx_fields(raw)
-            except (ValueError, rlp.exceptions.DecodingError, IndexError) as exc:
+            except (ValueError, TypeError, rlp.exceptions.DecodingError, IndexError) as exc:
                 raise _fail(4, f"block {number}: undecodable transaction: {exc}") from exc
             if tx_chain is not None and tx_chain != chain_id:
                 raise _fail(4, f"block {number}: a transaction signed for chain {tx_chain}, not {chain_id}")
@@ -619,7 +619,7 @@ def _derive(bundle: Mapping[str, Any], proven: _Proven) -> tuple[dict[str, Any],
     if batch is not None:
         try:
             StandardMerkleTree.verify(batch["root"], batch["leaf_encoding"], batch["value"], batch["proof"])
-        except (LedgerError, ValueError, TypeError) as exc:
+        except (LedgerError, ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
             raise _fail(8, f"the Merkle proof does not lead to the batch root: {exc}") from exc
         leaf_words = [str(v).lower() for t, v in zip(batch["leaf_encoding"], batch["value"], strict=True)
                       if t == "bytes32"]  # fmt: skip

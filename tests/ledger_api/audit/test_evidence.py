@@ -189,6 +189,37 @@ def test_declaration_stamp_and_batch_bundles_verify(chain: Chain, scenario: Scen
         export_bundle(chain.rpc_url, chain.deployment, _hex(_sha(MANIFEST_ITEMS[4])), merkle_proof=wrong)
 
 
+def test_export_without_block_receipts_methods_gives_the_same_bundle(
+    chain: Chain, invoice_bundle: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node without eth_getBlockReceipts / eth_getRawTransactionByBlockNumberAndIndex: per-transaction reads."""
+    from ledger_api.chain.events import JsonRpc
+    from ledger_api.errors import LogQueryError
+
+    missing = {"eth_getBlockReceipts", "eth_getRawTransactionByBlockNumberAndIndex"}
+    used: set[str] = set()
+    call, batch = JsonRpc.call, JsonRpc.batch
+
+    def no_call(self: JsonRpc, method: str, params: Any = ()) -> Any:
+        used.add(method)
+        if method in missing:
+            raise LogQueryError(f"{method} failed: Method not found")
+        return call(self, method, params)
+
+    def no_batch(self: JsonRpc, calls_: Any) -> list[Any]:
+        used.update(m for m, _ in calls_)
+        if any(m in missing for m, _ in calls_):
+            raise LogQueryError("Method not found")
+        return batch(self, calls_)
+
+    monkeypatch.setattr(JsonRpc, "call", no_call)
+    monkeypatch.setattr(JsonRpc, "batch", no_batch)
+    last = int(invoice_bundle["blocks"][-1]["header"]["number"], 16)
+    again = export_bundle(chain.rpc_url, chain.deployment, invoice_bundle["subject"]["sha256"], to_block=last)
+    assert {"eth_getTransactionReceipt", "eth_getRawTransactionByHash"} <= used
+    assert canonical_bundle(again) == canonical_bundle(invoice_bundle)
+
+
 def test_not_anchored_is_refused_at_export(chain: Chain, scenario: Scenario) -> None:
     with pytest.raises(EvidenceExportError, match="not anchored"):
         export_bundle(chain.rpc_url, chain.deployment, _hex(h("never anchored")))

@@ -49,6 +49,16 @@ GENESIS_HASH = "0x00b616dae10281aaa0fcb82b554f0d01b5739320f7fd7750dffc72bc7a21e6
 EMPTY_TRIE = "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421"
 
 
+@pytest.mark.parametrize("argv", [["evidence"], ["evidence", "export"], ["evidence", "verify"]])
+def test_every_evidence_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from ledger_api.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    assert "usage: ledger evidence" in capsys.readouterr().out
+
+
 def test_header_hash_is_the_node_s_block_hash() -> None:
     assert header_hash(GENESIS) == GENESIS_HASH
     older = {k: v for k, v in GENESIS.items() if k != "requestsHash"}  # a Cancun header: one field fewer
