@@ -10,6 +10,8 @@ writes a ``customs-ledger-evidence/1`` bundle (docs/evidence.md):
   log, or a ledger log about the subject — exactly the blocks the verifier's completeness step asks
   for (:func:`ledger_api.verify.evidence.needs_contents`);
 * the subject (its sha256 and, for a batched document, the OpenZeppelin Merkle proof);
+* ``eth_getProof`` storage proofs, at the last block, of the ledger slots that hold the
+  declaration, a supporting document's owner and each stamp (:func:`ledger_api.verify.evidence.state_slots`);
 * the facts and verdict that :func:`ledger_api.verify.evidence.derive` gives over those proven
   events — the same function the verifier re-runs.
 
@@ -35,6 +37,7 @@ from ledger_api.verify.evidence import (
     derive,
     header_hash,
     needs_contents,
+    state_slots,
     subject_topics,
     verify_bundle,
 )
@@ -149,13 +152,26 @@ def export_bundle(
     bundle: dict[str, Any] = {
         "format": FORMAT, "chain_id": chain_id, "contracts": {"registry": registry, "ledger": ledger},
         "deployment_block": first, "subject": {"sha256": subject, "batch": batch}, "blocks": blocks,
-        "facts": {}, "verdict": {},
+        "state": None, "facts": {}, "verdict": {},
     }  # fmt: skip
     try:
         facts, verdict = derive(bundle)
     except LedgerError as exc:
         raise EvidenceExportError(f"cannot export {subject}: {exc}") from exc
     bundle["facts"], bundle["verdict"] = facts, verdict
+    slots = [slot for slot, _, _ in state_slots(json.loads(json.dumps(facts)), subject)]
+    if slots:
+        with JsonRpc(rpc_url=rpc_url, timeout=rpc_timeout) as rpc:
+            proof = rpc.call("eth_getProof", [ledger, slots, hex(last)])
+        if not isinstance(proof, dict) or len(proof.get("storageProof", ())) != len(slots):
+            raise EvidenceExportError(f"eth_getProof answered without the {len(slots)} storage proofs asked")
+        bundle["state"] = {
+            "account_proof": [str(node).lower() for node in proof["accountProof"]],
+            "storage": [
+                {"slot": slot, "value": _quantity(entry["value"]), "proof": [str(n).lower() for n in entry["proof"]]}
+                for slot, entry in zip(slots, proof["storageProof"], strict=True)
+            ],
+        }
     bundle = json.loads(canonical_bundle(bundle))  # the JSON form the verifier will see
     verify_bundle(canonical_bundle(bundle), trusted_block=header_hash(headers[-1]))
     return bundle

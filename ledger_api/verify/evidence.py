@@ -28,12 +28,17 @@ The checklist:
    no false negatives: a block left out provably holds no such log).
 8. **subject** — the sha256 is anchored by a proven event (first anchor, the contract's precedence),
    or is a leaf of a proven batch root by an OpenZeppelin StandardMerkleTree proof.
-9. **signatures** — every relayed stamp's transaction calls ``relayStamp`` on the ledger with the
+9. **state** — Merkle-Patricia proofs (``eth_getProof``) against the trusted block's ``stateRoot``
+   show the ledger's storage agrees with the derived facts: the declaration's packed slot
+   (declarant, jurisdiction, status, channel, required stamps, version), a supporting document's
+   owner (the contract's first anchor), and each stamp's declaration, signer, agency, type, result,
+   revoked flag and signing time.
+10. **signatures** — every relayed stamp's transaction calls ``relayStamp`` on the ledger with the
    stamp's fields, and its EIP-712 signature (low-s) recovers the stamp's signer.
-10. **facts** — the facts re-derived from the proven events equal the bundle's ``facts``.
-11. **verdict** — the verification checklist (:func:`ledger_api.verify.verify`) over those facts
+11. **facts** — the facts re-derived from the proven events equal the bundle's ``facts``.
+12. **verdict** — the verification checklist (:func:`ledger_api.verify.verify`) over those facts
     gives the bundle's ``verdict``.
-12. **document** — when a document is given, its sha256 is the subject.
+13. **document** — when a document is given, its sha256 is the subject.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ __all__ = [
     "needs_contents",
     "subject_topics",
     "receipt_bytes",
+    "state_slots",
     "trie_root",
     "verify_bundle",
 ]
@@ -99,7 +105,7 @@ MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 #: The checklist, by step number.
 STEPS: dict[int, str] = {
     1: "format", 2: "headers", 3: "trusted block", 4: "transactions", 5: "receipts", 6: "events",
-    7: "completeness", 8: "subject", 9: "signatures", 10: "facts", 11: "verdict", 12: "document",
+    7: "completeness", 8: "subject", 9: "state", 10: "signatures", 11: "facts", 12: "verdict", 13: "document",
 }  # fmt: skip
 
 _Q = re.compile(r"0x(0|[1-9a-f][0-9a-f]*)")
@@ -208,8 +214,8 @@ def _list(value: Any, where: str) -> list[Any]:
 
 
 def _check_schema(bundle: dict[str, Any]) -> None:
-    _keys(bundle, "bundle", ("format", "chain_id", "contracts", "deployment_block", "subject", "blocks", "facts",
-                             "verdict"))  # fmt: skip
+    _keys(bundle, "bundle", ("format", "chain_id", "contracts", "deployment_block", "subject", "blocks", "state",
+                             "facts", "verdict"))  # fmt: skip
     if bundle["format"] != FORMAT:
         raise MalformedBundle(f"unknown format {bundle['format']!r} (this reader knows {FORMAT})")
     _int(bundle["chain_id"], "chain_id")
@@ -253,6 +259,16 @@ def _check_schema(bundle: dict[str, Any]) -> None:
                 _hex(log["data"], f"{where}.logs[{n}].data", "data")
                 for k, topic in enumerate(_list(log["topics"], f"{where}.logs[{n}].topics")):
                     _hex(topic, f"{where}.logs[{n}].topics[{k}]", "h32")
+    if bundle["state"] is not None:
+        state = _keys(bundle["state"], "state", ("account_proof", "storage"))
+        for n, node in enumerate(_list(state["account_proof"], "state.account_proof")):
+            _hex(node, f"state.account_proof[{n}]", "data")
+        for n, entry in enumerate(_list(state["storage"], "state.storage")):
+            _keys(entry, f"state.storage[{n}]", ("slot", "value", "proof"))
+            _hex(entry["slot"], f"state.storage[{n}].slot", "h32")
+            _hex(entry["value"], f"state.storage[{n}].value", "q")
+            for k, node in enumerate(_list(entry["proof"], f"state.storage[{n}].proof")):
+                _hex(node, f"state.storage[{n}].proof[{k}]", "data")
     if not isinstance(bundle["facts"], dict) or not isinstance(bundle["verdict"], dict):
         raise MalformedBundle("facts and verdict must be objects")
 
@@ -856,7 +872,93 @@ def _alerts(events: Sequence[DecodedEvent], subjects: set[str], times: Mapping[i
     return list(alerts.values())
 
 
-# ================================================================================ signatures (step 9)
+# ================================================================================ state (step 9)
+
+# ClearanceLedger's storage layout (solc, inheritance EIP712 → Nonces → ClearanceLedger): EIP712's
+# _nameFallback / _versionFallback take slots 0–1, Nonces._nonces 2, then _declarations 3, _byMrn 4,
+# _supportingOwner 5, _stamps 6. tests/ledger_api/audit/test_evidence.py proves them on a node.
+DECLARATIONS_SLOT = 3
+SUPPORTING_OWNER_SLOT = 5
+STAMPS_SLOT = 6
+
+
+def _mapping_slot(key: str, slot: int, offset: int = 0) -> str:
+    base = int.from_bytes(keccak(_bytes(key) + slot.to_bytes(32, "big")), "big") + offset
+    return "0x" + base.to_bytes(32, "big").hex()
+
+
+def state_slots(facts: Mapping[str, Any], sha256: str) -> list[tuple[str, int, str]]:
+    """The ledger storage slots step 9 proves for ``facts`` of subject ``sha256``: ``(slot, expected
+    value, what)``, in order.
+
+    The declaration's first struct slot packs declarant (bits 0–159), jurisdiction (160–191),
+    status (192–199), channel (200–207), requiredStamps (208–223) and version (224–255); a stamp's
+    second slot packs signer (0–159), agencyIndex (160–191), stampType (192–199), result (200–207),
+    revoked (208–215) and signedAt (216–255) — LedgerTypes.sol's field order.
+    """
+    declaration = facts.get("declaration")
+    if not declaration:
+        return []
+    declaration_id = declaration["declaration_id"]
+    packed = (
+        int(declaration["declarant"], 16) | declaration["jurisdiction"]["index"] << 160
+        | int(DeclarationStatus[declaration["status"]]) << 192 | declaration["channel"] << 200
+        | declaration["required_stamps"] << 208 | declaration["version"] << 224
+    )  # fmt: skip
+    slots = [(_mapping_slot(declaration_id, DECLARATIONS_SLOT), packed, f"declaration {declaration_id}")]
+    if facts["anchor"]["kind"] == "supporting_document":
+        slots.append((_mapping_slot(sha256, SUPPORTING_OWNER_SLOT), int(declaration_id, 16),
+                      f"owner of supporting document {sha256}"))  # fmt: skip
+    for stamp in facts["stamps"]:
+        slots.append((_mapping_slot(stamp["stamp_id"], STAMPS_SLOT), int(declaration_id, 16),
+                      f"stamp {stamp['stamp_id']} declaration"))  # fmt: skip
+        packed_stamp = (
+            int(stamp["signer"], 16) | stamp["agency"]["index"] << 160 | stamp["stamp_type"] << 192
+            | stamp["result"] << 200 | (1 if stamp["revoked"] else 0) << 208 | stamp["signed_at"] << 216
+        )  # fmt: skip
+        slots.append((_mapping_slot(stamp["stamp_id"], STAMPS_SLOT, 1), packed_stamp, f"stamp {stamp['stamp_id']}"))
+    return slots
+
+
+def _proof_value(root: bytes, key: bytes, proof: Sequence[str]) -> bytes:
+    nodes = [rlp.decode(_bytes(node)) for node in proof]
+    return bytes(HexaryTrie.get_from_proof(root, keccak(key), nodes))  # type: ignore[no-untyped-call]
+
+
+def _check_state(bundle: Mapping[str, Any], facts: Mapping[str, Any]) -> int:
+    expected = state_slots(facts, bundle["subject"]["sha256"])
+    state = bundle["state"]
+    if not expected:
+        if state is not None:
+            raise _fail(9, "the bundle carries storage proofs its subject does not call for")
+        return 0
+    if state is None:
+        raise _fail(9, "the bundle carries no storage proofs of the declaration and its stamps")
+    if [entry["slot"] for entry in state["storage"]] != [slot for slot, _, _ in expected]:
+        raise _fail(9, "the bundle's storage slots are not the declaration's, its owner's and its stamps' slots")
+    header = bundle["blocks"][-1]["header"]
+    ledger = bundle["contracts"]["ledger"]
+    try:
+        account = _proof_value(_bytes(header["stateRoot"]), _bytes(ledger), state["account_proof"])
+        fields = rlp.decode(account)
+        storage_root = bytes(fields[2])
+    except Exception as exc:  # a forged proof fails in trie / rlp in several ways
+        raise _fail(9, f"the ledger account proof does not hold against the trusted block's stateRoot: {exc}") from exc
+    for entry, (slot, value, what) in zip(state["storage"], expected, strict=True):
+        try:
+            raw = _proof_value(storage_root, _bytes(slot), entry["proof"])
+            proven = int.from_bytes(rlp.decode(raw), "big") if raw else 0
+        except Exception as exc:  # idem
+            raise _fail(9, f"the storage proof of {what} does not hold: {exc}") from exc
+        if proven != int(entry["value"], 16):
+            raise _fail(9, f"the storage proof of {what} proves {hex(proven)}, not the bundle's {entry['value']}")
+        if proven != value:
+            raise _fail(9, f"the ledger's storage for {what} is {hex(proven)} at the trusted block; the events give "
+                           f"{hex(value)}")  # fmt: skip
+    return len(expected)
+
+
+# ================================================================================ signatures (step 10)
 
 
 def _check_relayed_stamps(bundle: Mapping[str, Any], proven: _Proven, facts: Mapping[str, Any]) -> int:
@@ -871,21 +973,21 @@ def _check_relayed_stamps(bundle: Mapping[str, Any], proven: _Proven, facts: Map
             continue
         raw = proven.transactions.get(stamp["tx"])
         if raw is None:
-            raise _fail(9, f"the transaction {stamp['tx']} of relayed stamp {stamp['stamp_id']} is not in the bundle")
+            raise _fail(10, f"the transaction {stamp['tx']} of relayed stamp {stamp['stamp_id']} is not in the bundle")
         _, to, data = _tx_fields(raw)
         if "0x" + to.hex() != ledger or data[:4] != _RELAY_SELECTOR:
-            raise _fail(9, f"transaction {stamp['tx']} is not a relayStamp call to the ledger")
+            raise _fail(10, f"transaction {stamp['tx']} is not a relayStamp call to the ledger")
         try:
             fields, signature = abi_decode(_RELAY_TYPES, data[4:])
         except Exception as exc:  # eth_abi raises several unrelated types
-            raise _fail(9, f"transaction {stamp['tx']}: relayStamp arguments do not decode: {exc}") from exc
+            raise _fail(10, f"transaction {stamp['tx']}: relayStamp arguments do not decode: {exc}") from exc
         declaration_id, stamp_type, result, report_sha256, report_cid, signer, signed_at, nonce, deadline = fields
         claimed = (facts["declaration"]["declaration_id"], stamp["stamp_type"], stamp["result"], stamp["stamp_id"],
                    stamp["report_cid"], stamp["signer"], stamp["signed_at"])  # fmt: skip
         called = ("0x" + declaration_id.hex(), stamp_type, result, "0x" + report_sha256.hex(), "0x" + report_cid.hex(),
                   str(signer).lower(), signed_at)  # fmt: skip
         if called != claimed:
-            raise _fail(9, f"relayed stamp {stamp['stamp_id']}: the signed fields differ from the recorded stamp")
+            raise _fail(10, f"relayed stamp {stamp['stamp_id']}: the signed fields differ from the recorded stamp")
         struct_hash = keccak(abi_encode(
             ["bytes32", "bytes32", "uint8", "uint8", "bytes32", "bytes32", "address", "uint64", "uint256", "uint256"],
             [_STAMP_TYPEHASH, declaration_id, stamp_type, result, report_sha256, keccak(report_cid), signer,
@@ -893,7 +995,7 @@ def _check_relayed_stamps(bundle: Mapping[str, Any], proven: _Proven, facts: Map
         ))  # fmt: skip
         digest = keccak(b"\x19\x01" + domain + struct_hash)
         if _recover(digest, signature) != stamp["signer"]:
-            raise _fail(9, f"relayed stamp {stamp['stamp_id']}: the EIP-712 signature is not by {stamp['signer']}")
+            raise _fail(10, f"relayed stamp {stamp['stamp_id']}: the EIP-712 signature is not by {stamp['signer']}")
         checked += 1
     return checked
 
@@ -932,6 +1034,7 @@ class EvidenceReport:
     blocks_with_contents: int
     events: int
     relayed_signatures: int
+    storage_slots: int
     document_checked: bool
     steps: tuple[str, ...]
     facts: Mapping[str, Any]
@@ -945,7 +1048,8 @@ class EvidenceReport:
             "contracts": {"registry": self.registry, "ledger": self.ledger},
             "trusted_block": {"number": self.trusted_block, "hash": self.trusted_hash}, "blocks": self.blocks,
             "blocks_with_contents": self.blocks_with_contents, "events": self.events,
-            "relayed_signatures": self.relayed_signatures, "document_checked": self.document_checked,
+            "relayed_signatures": self.relayed_signatures, "storage_slots": self.storage_slots,
+            "document_checked": self.document_checked,
             "steps": list(self.steps),
         }  # fmt: skip
 
@@ -998,23 +1102,25 @@ def verify_bundle(
         if number not in proven.included and needs_contents(block["header"], registry, ledger, sorted(words)):
             raise _fail(7, f"block {number}'s logs bloom may hold a log of the registry or of the subject, "
                            "but its receipts are not in the bundle")  # fmt: skip
-    # 8. subject (and the derivation used by 10 and 11).
+    # 8. subject (and the derivation used by 9 to 12).
     facts, verdict = derive(parsed, proven=proven)
-    # 9. signatures of relayed stamps.
+    # 9. the contract's storage at the trusted block.
+    proven_slots = _check_state(parsed, facts)
+    # 10. signatures of relayed stamps.
     relayed = _check_relayed_stamps(parsed, proven, facts)
-    # 10. facts.
+    # 11. facts.
     if facts != parsed["facts"]:
-        raise _fail(10, "the bundle's facts differ from what its proven events give: " + _first_difference(
+        raise _fail(11, "the bundle's facts differ from what its proven events give: " + _first_difference(
             facts, parsed["facts"]))  # fmt: skip
-    # 11. verdict.
+    # 12. verdict.
     if verdict != parsed["verdict"]:
-        raise _fail(11, "the bundle's verdict differs from the checklist's: " + _first_difference(
+        raise _fail(12, "the bundle's verdict differs from the checklist's: " + _first_difference(
             verdict, parsed["verdict"]))  # fmt: skip
-    # 12. document.
+    # 13. document.
     if document is not None:
         actual = "0x" + hashlib.sha256(document).hexdigest()
         if actual != sha256:
-            raise _fail(12, f"the document hashes to {actual}, not the subject {sha256}")
+            raise _fail(13, f"the document hashes to {actual}, not the subject {sha256}")
     last = max(proven.hashes)
     return EvidenceReport(
         sha256=sha256, anchored_as=facts["anchor"]["kind"],
@@ -1022,8 +1128,9 @@ def verify_bundle(
         verdict_status=verdict["status"], chain_id=parsed["chain_id"], registry=registry, ledger=ledger,
         trusted_block=last, trusted_hash=proven.hashes[last], blocks=len(parsed["blocks"]),
         blocks_with_contents=len(proven.included), events=len(proven.events), relayed_signatures=relayed,
+        storage_slots=proven_slots,
         document_checked=document is not None,
-        steps=tuple(STEPS[n] for n in range(1, 12 if document is None else 13)), facts=facts, verdict=verdict,
+        steps=tuple(STEPS[n] for n in range(1, 13 if document is None else 14)), facts=facts, verdict=verdict,
     )  # fmt: skip
 
 

@@ -157,6 +157,8 @@ def test_supporting_document_bundle_verifies_offline(invoice_bundle: dict[str, A
     assert report.declaration_id == _hex(scenario.declaration)
     assert report.verdict_status == "VALID"
     assert report.relayed_signatures == 1 and report.document_checked
+    # Storage proofs at the trusted block: the declaration, the invoice's owner, two slots per stamp.
+    assert report.storage_slots == 2 + 2 * len(report.facts["stamps"])
     facts = report.facts
     assert facts["declaration"]["status"] == "RELEASED"
     assert facts["declaration"]["jurisdiction"]["code"] == "CN-TJ-CUSTOMS"
@@ -229,7 +231,7 @@ def test_a_tampered_document_and_a_wrong_trusted_block_fail(invoice_bundle: dict
     data = canonical_bundle(invoice_bundle)
     with pytest.raises(EvidenceInvalid) as failed:
         verify_bundle(data, trusted_block=_trusted(invoice_bundle), document=INVOICE.replace(b"1200", b"1300"))
-    assert failed.value.step == 12
+    assert failed.value.step == 13
     earlier = header_hash(invoice_bundle["blocks"][-2]["header"])
     for trusted in (earlier, "0x" + "11" * 32):
         with pytest.raises(EvidenceInvalid) as failed:
@@ -309,7 +311,7 @@ def test_every_single_field_mutation_fails(invoice_bundle: dict[str, Any]) -> No
         with pytest.raises(EvidenceError) as failed:
             verify_bundle(canonical_bundle(mutated), trusted_block=trusted)
         failed_steps[failed.value.step] = failed_steps.get(failed.value.step, 0) + 1
-    assert {1, 2, 3, 4, 5, 10, 11} <= set(failed_steps), failed_steps  # several steps do the catching
+    assert {1, 2, 3, 4, 5, 9, 11, 12} <= set(failed_steps), failed_steps  # several steps do the catching
 
 
 @pytest.mark.slow
@@ -372,7 +374,7 @@ def test_cli_export_and_verify(chain: Chain, invoice_bundle: dict[str, Any], tmp
     tampered.write_bytes(INVOICE + b" ")
     assert main(["evidence", "verify", str(out), "--trusted-block", trusted, "--document", str(tampered)]) != 0
     err = capsys.readouterr().err
-    assert "step 12 (document)" in err and len(err.strip().splitlines()) == 1
+    assert "step 13 (document)" in err and len(err.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------------ an independent client: cast

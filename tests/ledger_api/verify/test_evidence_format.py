@@ -91,7 +91,8 @@ def _bundle() -> dict[str, Any]:
     return {
         "format": FORMAT, "chain_id": 31337, "contracts": {"registry": "0x" + "11" * 20, "ledger": "0x" + "22" * 20},
         "deployment_block": 0, "subject": {"sha256": "0x" + "33" * 32, "batch": None},
-        "blocks": [{"header": dict(GENESIS), "transactions": None, "receipts": None}], "facts": {}, "verdict": {},
+        "blocks": [{"header": dict(GENESIS), "transactions": None, "receipts": None}], "state": None, "facts": {},
+        "verdict": {},
     }  # fmt: skip
 
 
