@@ -341,12 +341,11 @@ def _tx_fields(raw: bytes) -> tuple[int | None, bytes, bytes]:
 
 @dataclass(frozen=True, kw_only=True)
 class _Proven:
-    """What steps 2–6 proved: blocks by number, decoded events in chain order, raw txs by hash."""
+    """What steps 2–6 proved: block hashes and times by number, decoded events in chain order, raw txs by hash."""
 
     hashes: dict[int, str]
     timestamps: dict[int, int]
     events: list[DecodedEvent]
-    topics: dict[tuple[int, int], tuple[str, ...]]  # (block, log index) → topics (lowercase)
     transactions: dict[str, bytes]  # tx hash → raw transaction
     included: set[int]
 
@@ -403,7 +402,6 @@ def _prove_chain(
     registry, ledger = bundle["contracts"]["registry"], bundle["contracts"]["ledger"]
     decoder = _decoder(registry, ledger)
     events: list[DecodedEvent] = []
-    topics: dict[tuple[int, int], tuple[str, ...]] = {}
     transactions: dict[str, bytes] = {}
     included: set[int] = set()
     for block in blocks:
@@ -446,10 +444,9 @@ def _prove_chain(
                     except LedgerError as exc:
                         raise _fail(6, f"block {number} log {log_index}: {exc}") from exc
                     events.append(event)
-                    topics[(number, log_index)] = tuple(log["topics"])
                 log_index += 1
     return _Proven(
-        hashes=hashes, timestamps=timestamps, events=events, topics=topics, transactions=transactions,
+        hashes=hashes, timestamps=timestamps, events=events, transactions=transactions,
         included=included,
     )  # fmt: skip
 
