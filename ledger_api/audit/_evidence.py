@@ -30,7 +30,7 @@ from typing import Any
 
 from ledger_api.audit._replay import DeploymentLike
 from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs
-from ledger_api.errors import EvidenceExportError, LedgerError, LogQueryError
+from ledger_api.errors import EvidenceError, EvidenceExportError, LedgerError, LogQueryError
 from ledger_api.verify.evidence import (
     FORMAT,
     canonical_bundle,
@@ -173,7 +173,10 @@ def export_bundle(
             ],
         }
     bundle = json.loads(canonical_bundle(bundle))  # the JSON form the verifier will see
-    verify_bundle(canonical_bundle(bundle), trusted_block=header_hash(headers[-1]))
+    try:
+        verify_bundle(canonical_bundle(bundle), trusted_block=header_hash(headers[-1]))
+    except EvidenceError as exc:  # the node's answers disagree with each other (a reorg while exporting?)
+        raise EvidenceExportError(f"the exported bundle does not verify, export again: {exc}") from exc
     return bundle
 
 

@@ -265,6 +265,27 @@ def verify_bundle_of(chain: Chain, sha256: str) -> Any:
     return verify_bundle(canonical_bundle(bundle), trusted_block=_trusted(bundle))
 
 
+def test_an_export_that_would_not_verify_is_refused(
+    chain: Chain, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exporter verifies what it wrote: a bundle missing a block the blooms ask for is never handed out."""
+    from ledger_api.audit import _evidence
+
+    original, skipped = _evidence.needs_contents, []
+
+    def skip_first(header: Any, *args: Any) -> bool:
+        wanted = original(header, *args)
+        if wanted and not skipped:
+            skipped.append(header["number"])
+            return False
+        return wanted
+
+    monkeypatch.setattr(_evidence, "needs_contents", skip_first)
+    with pytest.raises(EvidenceExportError, match=r"does not verify.*step 7 \(completeness\)"):
+        export_bundle(chain.rpc_url, chain.deployment, _hex(scenario.declaration))
+    assert skipped
+
+
 def test_not_anchored_is_refused_at_export(chain: Chain, scenario: Scenario) -> None:
     with pytest.raises(EvidenceExportError, match="not anchored"):
         export_bundle(chain.rpc_url, chain.deployment, _hex(h("never anchored")))
