@@ -1085,7 +1085,12 @@ def verify_bundle(
     if isinstance(bundle, bytes | bytearray):
         parsed = parse_bundle(bytes(bundle))
     else:
-        parsed = json.loads(json.dumps(bundle))  # a private copy; the schema check below
+        try:
+            parsed = json.loads(json.dumps(bundle, allow_nan=False))  # a private copy, JSON values only
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise MalformedBundle(f"not a JSON value: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise MalformedBundle("a bundle is a JSON object")
         _check_schema(parsed)
     if not isinstance(trusted_block, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", trusted_block):
         raise _fail(3, f"the trusted block must be a 32-byte 0x-hex hash, not {trusted_block!r}")

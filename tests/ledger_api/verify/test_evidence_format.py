@@ -127,6 +127,12 @@ def test_only_canonical_bytes_and_strict_json_are_read() -> None:
             parse_bundle(variant)
 
 
+def test_a_parsed_bundle_must_be_json_too() -> None:
+    for value in ({**_bundle(), "chain_id": float("nan")}, {**_bundle(), "facts": {"x": object()}}, [1]):
+        with pytest.raises(MalformedBundle):
+            verify_bundle(value, trusted_block=GENESIS_HASH)  # type: ignore[arg-type]
+
+
 def test_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     data = canonical_bundle(_bundle())
     monkeypatch.setattr(evidence, "MAX_BUNDLE_BYTES", len(data) - 1)
