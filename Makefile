@@ -64,8 +64,11 @@ gas: dev
 lint: dev
 	scripts/run_tests.sh lint
 
+# Benchmarks: each rewrites its section of BENCHMARKS.md (QUICK=1 for short runs). The API benchmark
+# drives the server with `wrk` (Debian package) when it is there; it is installed here if apt can.
 bench: dev
-	@for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && (apt-get install -y -qq wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)) || echo "bench: wrk not installed; the wrk rows are skipped"; }
+	$(VENV)/bin/python bench/run_all.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf build reports .pytest_cache .hypothesis

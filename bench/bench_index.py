@@ -8,28 +8,32 @@ batches, mined in large blocks), then measures:
   the same logs, in the same run (the ratio is the portable figure);
 * indexer catch-up from the deployment block into a fresh SQLite file (events/s end to end).
 
-Run: ``.venv/bin/python bench/bench_index.py [--events 6000]``; prints a Markdown table.
+Run: ``.venv/bin/python bench/bench_index.py [--events 6000]``; rewrites the ``## Index`` section of
+BENCHMARKS.md (``--no-write``: print only).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import platform
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from web3 import Web3
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger_api.chain import AnvilNode, deploy_consortium, load_artifact
-from ledger_api.chain.consortium import default_consortium
-from ledger_api.chain.deploy import agency_id_bytes
-from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs
-from ledger_api.chain.keystore import Keystore
-from ledger_api.index import Indexer
+from _history import generate_history  # noqa: E402
+from _report import Goal, publish  # noqa: E402
+from web3 import Web3  # noqa: E402
+
+from ledger_api.chain import AnvilNode, deploy_consortium, load_artifact  # noqa: E402
+from ledger_api.chain.consortium import default_consortium  # noqa: E402
+from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs  # noqa: E402
+from ledger_api.chain.keystore import Keystore  # noqa: E402
+from ledger_api.index import Indexer  # noqa: E402
 
 
 def _free_port() -> int:
@@ -38,62 +42,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _h(label: str) -> bytes:
-    return hashlib.sha256(label.encode()).digest()
-
-
-def _generate(w3: Web3, rpc: JsonRpc, keystore: Keystore, ledger: Any, events: int) -> None:
-    """Send ``events`` transactions (a third each: alerts, batch anchors, declarations with 2 documents)."""
-    spec = default_consortium()
-    audit = keystore.signer(spec.agency("CONSORTIUM-AUDIT").signer_label(0))
-    lab = keystore.signer(spec.agency("NL-NVWA").signer_label(0))
-    trader = keystore.signer("trader-tj-electronics")
-    chain_id = w3.eth.chain_id
-    fee = {"maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, "type": 2, "chainId": chain_id}
-    jurisdiction = agency_id_bytes("CN-TJ-CUSTOMS")
-    per_kind = events // 3
-    raws: list[str] = []
-    for account, build in (
-        (audit, lambda n: ledger.encode_abi("raiseAlert", args=[0, _h(f"doc-{n}"), n % 100, _h(f"ev-{n}")])),
-        (lab, lambda n: ledger.encode_abi("anchorBatch", args=[_h(f"root-{n}"), 100, 1, b"\x01\x55" + _h(f"m-{n}")])),
-        (
-            trader,
-            lambda n: ledger.encode_abi(
-                "submitDeclaration",
-                args=[
-                    jurisdiction, _h(f"lrn-{n}"), _h(f"decl-{n}"), b"\x01\x55" + _h(f"c-{n}"),
-                    [(1, _h(f"inv-{n}"), b"\x01\x55" + _h(f"ci-{n}")), (2, _h(f"pl-{n}"), b"\x01\x55" + _h(f"cp-{n}"))],
-                ],
-            ),
-        ),
-    ):  # fmt: skip
-        nonce = w3.eth.get_transaction_count(account.address)
-        for n in range(per_kind):
-            tx = {"to": ledger.address, "data": build(n), "gas": 400_000, "nonce": nonce + n, "value": 0, **fee}
-            raws.append(account.sign_transaction(tx).raw_transaction.to_0x_hex())
-    rpc.call("evm_setAutomine", [False])
-    for start in range(0, len(raws), 500):
-        rpc.batch([("eth_sendRawTransaction", [raw]) for raw in raws[start : start + 500]])
-    while True:
-        rpc.call("evm_mine", [])
-        pending = int(rpc.call("txpool_status")["pending"], 16)
-        if pending == 0:
-            break
-    rpc.call("evm_setAutomine", [True])
-
-
 def main() -> None:
     """Run the benchmark and print a Markdown table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=6_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         node = AnvilNode(state_dir=tmp / "anvil", port=_free_port())
         node.start()
         try:
-            _run(node, tmp, options.events, options.repeat)
+            _run(node, tmp, options.events, options.repeat, not options.no_write)
         finally:
             node.stop()
 
@@ -109,7 +70,7 @@ def _best(fn: Any, repeat: int, clock: Any = time.process_time) -> float:
     return best
 
 
-def _run(node: AnvilNode, tmp: Path, events: int, repeat: int) -> None:
+def _run(node: AnvilNode, tmp: Path, events: int, repeat: int, write: bool) -> None:
     w3 = Web3(Web3.HTTPProvider(node.rpc_url, request_kwargs={"timeout": 120}))
     (tmp / "keys").mkdir()
     keystore = Keystore(directory=tmp / "keys", password="bench-index-password")
@@ -118,7 +79,7 @@ def _run(node: AnvilNode, tmp: Path, events: int, repeat: int) -> None:
     registry = w3.eth.contract(address=deployment.registry, abi=load_artifact("AgencyRegistry").abi)
     rpc = JsonRpc(rpc_url=node.rpc_url, timeout=120)
     t0 = time.perf_counter()
-    _generate(w3, rpc, keystore, ledger, events)
+    generate_history(rpc, keystore, deployment.ledger, events)
     generated = time.perf_counter() - t0
     head = w3.eth.block_number
     addresses = [deployment.registry, deployment.ledger]
@@ -177,27 +138,51 @@ def _run(node: AnvilNode, tmp: Path, events: int, repeat: int) -> None:
     indexer.close()
 
     rate = lambda count, seconds: f"{count / seconds:,.0f} events/s"  # noqa: E731
-    print(f"Command: `python bench/bench_index.py --events {events}` — Python {platform.python_version()}, anvil, "
-          f"{n:,} logs ({len(static_logs):,} fixed-layout, {len(dynamic_logs):,} with dynamic fields) in "
-          f"{head - first + 1} blocks; generated in {generated:.1f} s.\n")  # fmt: skip
-    print("| measurement | result | note |")
-    print("|---|---|---|")
-    print(f"| eth_getLogs raw (httpx + JSON), all logs | {rate(n, t_raw)} | wall, best of 3 (includes anvil) |")
-    print(f"| web3 get_logs (formatted), all logs | {rate(n, t_web3_fetch)} | wall, baseline |")
-    ratio = f"**{t_web3_decode / t_decode:.1f} x web3**"
-    print(f"| decode, ours, all logs | {rate(n, t_decode)} | {ratio}, CPU time; goal >= 50k/s |")
-    print(f"| decode, ours, fixed-layout events only | {rate(len(static_logs), t_static)} | |")
-    print(f"| decode, ours, events with dynamic fields (head/tail layout) | {rate(len(dynamic_logs), t_dynamic)} | |")
-    print(f"| decode, web3 process_log, all logs | {rate(n, t_web3_decode)} | CPU time, baseline |")
-    catch_up = f"wall; goal >= 50k/s; {indexed:,} events in {t_index:.2f} s"
-    print(f"| indexer catch-up (fetch + decode + SQLite WAL) | {rate(indexed, t_index)} | {catch_up} |")
     own = stats.decode_seconds + stats.apply_seconds
-    print(f"| indexer catch-up, CPU time of the indexing process | {rate(indexed, c_index)} | {c_index:.2f} s CPU |")
-    print(
-        f"| indexer catch-up, our side only (decode + apply + commit) | {rate(indexed, own)} | "
-        f"fetch {stats.fetch_seconds:.2f} s (node + JSON), decode {stats.decode_seconds:.2f} s, "
-        f"apply {stats.apply_seconds:.2f} s, {stats.pages} page(s) |"
+    rows = [
+        ("decode, ours (`EventDecoder`), all logs", rate(n, t_decode),
+         f"**{t_web3_decode / t_decode:.1f} x web3** `process_log`; CPU time, best of {repeat}; goal >= 50k/s"),
+        ("decode, ours, fixed-layout events only", rate(len(static_logs), t_static), "topics + 32-byte words"),
+        ("decode, ours, events with dynamic fields", rate(len(dynamic_logs), t_dynamic), "head/tail layout readers"),
+        ("decode, web3 `process_log`, all logs", rate(n, t_web3_decode), "baseline, same logs, same run"),
+        ("`eth_getLogs` raw (httpx + JSON), all logs", rate(n, t_raw), "wall, best of 3, includes anvil"),
+        ("web3 `get_logs` (formatted), all logs", rate(n, t_web3_fetch), "wall, baseline"),
+        ("indexer catch-up, end to end (fresh SQLite WAL file)", rate(indexed, t_index),
+         f"wall: {indexed:,} events in {t_index:.2f} s; goal >= 50k/s"),
+        ("indexer catch-up, CPU time of the indexing process", rate(indexed, c_index), f"{c_index:.2f} s CPU"),
+        ("of which", f"fetch {stats.fetch_seconds:.2f} s, decode {stats.decode_seconds:.2f} s, "
+         f"apply {stats.apply_seconds:.2f} s", f"{stats.pages} page(s); our side {rate(indexed, own)}"),
+    ]  # fmt: skip
+    section = "\n".join(
+        [
+            "## Index",
+            "",
+            f"Command: `python bench/bench_index.py --events {events}` — anvil on the same machine; {n:,} logs "
+            f"({len(static_logs):,} fixed-layout, {len(dynamic_logs):,} with dynamic fields) in {head - first + 1} "
+            f"blocks, generated in {generated:.1f} s. Decode figures are CPU time of the benchmark process (the "
+            "shared machine disturbs it far less than wall time); ratios are the portable figures.",
+            "",
+            "| measurement | result | note |",
+            "|---|---|---|",
+            *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+            "",
+            "Per event the indexer writes the raw event (JSON args) and the rows of the tables it touches (a",
+            "declaration with two documents is 8 rows across 6 tables); Python + SQLite cost ~50 µs per event",
+            "for that, which is what keeps catch-up under the 50k/s goal. Done: batched `executemany` per",
+            "statement and page, bytes decoded straight to hex, the `events` table keyed by its rowid, indexes",
+            "only where queries need them, the next page prefetched while the current one is applied.",
+            "",
+        ]
     )
+    print(section)
+    if write:
+        publish("index", section, [
+            Goal(figure="event decoding (ours)", value=n / t_decode, unit="events/s", goal=">= 50,000 events/s",
+                 met=n / t_decode >= 50_000, baseline="web3 process_log", baseline_value=n / t_web3_decode),
+            Goal(figure="indexer catch-up, end to end", value=indexed / t_index, unit="events/s",
+                 goal=">= 50,000 events/s", met=indexed / t_index >= 50_000,
+                 baseline="web3 get_logs alone (no decode, no writes)", baseline_value=n / t_web3_fetch),
+        ])  # fmt: skip
 
 
 if __name__ == "__main__":

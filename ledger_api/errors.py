@@ -65,6 +65,11 @@ The tree::
     │   │   └── BundleTooLarge        the bundle is over the size limit (refused before parsing)
     │   ├── EvidenceInvalid           a step of the offline checklist failed (``step``, ``check`` name it)
     │   └── EvidenceExportError       the exporter cannot build a bundle for this subject
+    ├── AuditCheckpointError          an auditor replay checkpoint cannot be resumed from (ledger_api.audit)
+    │   ├── CheckpointUnsigned        it carries no signature and unsigned checkpoints were not allowed
+    │   ├── CheckpointTampered        malformed, altered after signing, or not signed by the expected key
+    │   ├── CheckpointForeign         it is about another chain id / contract addresses / deployment
+    │   └── CheckpointNotPrefix       the node's history no longer contains the checkpointed block
     └── OracleError                   a long-running oracle (oracles/) could not do its work
         ├── RuleSetError              a risk rule set is missing, malformed or not the anchored one
         ├── AttestationRejected       a partner feed item is forged, replayed, expired or malformed
@@ -80,6 +85,7 @@ import math
 __all__ = [
     "AccessError",
     "AttestationRejected",
+    "AuditCheckpointError",
     "AccessRevoked",
     "ArtifactMismatch",
     "AuthenticationError",
@@ -87,6 +93,10 @@ __all__ = [
     "ChainError",
     "ChainUnavailable",
     "CheckpointError",
+    "CheckpointForeign",
+    "CheckpointNotPrefix",
+    "CheckpointTampered",
+    "CheckpointUnsigned",
     "ConfigurationError",
     "ContractRevert",
     "DeclarationNotFound",
@@ -750,6 +760,43 @@ class EvidenceExportError(EvidenceError):
 
     def diagnostics(self) -> str:
         return f"{self}\nCheck the sha256 / declaration id, and that the node runs the deployment's chain."
+# --- audit -------------------------------------------------------------------------------------
+
+
+class AuditCheckpointError(LedgerError):
+    """An auditor replay checkpoint (``ledger audit replay --resume``) cannot be resumed from."""
+
+    code = "audit-checkpoint"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nRun a full replay (without --resume) and write a new checkpoint with --checkpoint."
+
+
+class CheckpointUnsigned(AuditCheckpointError):
+    """The checkpoint carries no signature, and unsigned checkpoints were not allowed."""
+
+    code = "audit-checkpoint-unsigned"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nPass --signer LABEL when writing checkpoints, or --unsigned-checkpoint to accept this one."
+
+
+class CheckpointTampered(AuditCheckpointError):
+    """The checkpoint is malformed, was altered after signing, or was not signed by the expected key."""
+
+    code = "audit-checkpoint-tampered"
+
+
+class CheckpointForeign(AuditCheckpointError):
+    """The checkpoint is about another chain id, other contract addresses or another deployment block."""
+
+    code = "audit-checkpoint-foreign"
+
+
+class CheckpointNotPrefix(AuditCheckpointError):
+    """The node's block hash at the checkpoint height differs (or the block is gone): history was rewritten."""
+
+    code = "audit-checkpoint-not-prefix"
 
 
 # --- oracles -----------------------------------------------------------------------------------

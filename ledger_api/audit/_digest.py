@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -213,37 +214,45 @@ def view_records(
     ledger: str,
     block: int,
     chunk: int = 500,
+    workers: int = 4,
 ) -> dict[str, Values]:
-    """The contracts' side: every planned view read with ``eth_call`` at ``block`` (batched).
+    """The contracts' side: every planned view read with ``eth_call`` at ``block`` (batches of ``chunk``,
+    ``workers`` batches in flight).
 
     A call that reverts is recorded as ``("revert", message)`` — it then differs from the replay.
     """
     addresses = {"registry": registry, "ledger": ledger}
     tag = hex(block)
-    out: dict[str, Values] = {}
-    for start in range(0, len(planned), chunk):
-        part = planned[start : start + chunk]
+
+    def read(part: Sequence[tuple[str, ViewCall, Values]]) -> list[Any]:
         calls = [
             ("eth_call", [{"to": addresses[call.contract], "data": "0x" + call.calldata().hex()}, tag])
             for _, call, _ in part
         ]
         try:
-            results: list[Any] = rpc.batch(calls)
+            return rpc.batch(calls)
         except LogQueryError:  # some call reverted: ask one by one to know which
-            results = []
+            results: list[Any] = []
             for method, params in calls:
                 try:
                     results.append(rpc.call(method, params))
                 except LogQueryError as exc:
                     results.append(exc)
-        for (key, call, _), result in zip(part, results, strict=True):
-            if isinstance(result, LogQueryError):
-                out[key] = ("revert", str(result))
-                continue
-            try:
-                out[key] = call.decode(bytes.fromhex(str(result)[2:]))
-            except Exception as exc:  # eth_abi raises several unrelated types; an empty answer too
-                out[key] = ("undecodable", f"{type(exc).__name__}: {exc}")
+            return results
+
+    parts = [planned[start : start + chunk] for start in range(0, len(planned), chunk)]
+    out: dict[str, Values] = {}
+    # Several batches in flight: the node answers one while this process decodes another.
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="audit-views") as pool:
+        for part, results in zip(parts, pool.map(read, parts), strict=True):
+            for (key, call, _), result in zip(part, results, strict=True):
+                if isinstance(result, LogQueryError):
+                    out[key] = ("revert", str(result))
+                    continue
+                try:
+                    out[key] = call.decode(bytes.fromhex(str(result)[2:]))
+                except Exception as exc:  # eth_abi raises several unrelated types; an empty answer too
+                    out[key] = ("undecodable", f"{type(exc).__name__}: {exc}")
     return out
 
 

@@ -27,7 +27,9 @@ backoff; a node that stays unreachable raises :class:`~ledger_api.errors.ChainUn
 from __future__ import annotations
 
 import itertools
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ __all__ = [
     "JsonRpc",
     "RawLog",
     "fetch_logs",
+    "prefetched",
 ]
 
 #: A log as returned by ``eth_getLogs`` (parsed JSON; hex strings).
@@ -209,6 +212,51 @@ def fetch_logs(
     finally:
         if own:
             rpc.close()
+
+
+_DONE = object()
+
+
+def prefetched(pages: Iterator[list[Any]], depth: int = 2) -> Iterator[list[Any]]:
+    """Iterate ``pages`` while a background thread already fetches the next ones.
+
+    The node's response time for page n+1 overlaps with decoding and writing page n. Order is kept;
+    an exception in the fetching thread is re-raised here, at the position it happened.
+    """
+    channel: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                channel.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def worker() -> None:
+        try:
+            for page in pages:
+                if not put(page):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            put(exc)
+
+    thread = threading.Thread(target=worker, name="logs-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = channel.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=60)
 
 
 # ================================================================================ decoding

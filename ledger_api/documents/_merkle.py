@@ -368,6 +368,19 @@ class StandardMerkleTree:
             index = (index - 1) // 2
         return proof
 
+    def proofs(self) -> list[list[str]]:
+        """The proof of every value, in insertion order (``[proof(i) for i in range(len(tree))]``).
+
+        Built top-down once: a node's proof is its sibling followed by its parent's proof, so each
+        node's hex is computed once and every path shares the work above it.
+        """
+        nodes = self._tree.hex_nodes()
+        upward: list[list[str]] = [[] for _ in range(len(nodes))]
+        for index in range(1, len(nodes)):  # parents come before their children
+            sibling = index - 1 if index % 2 == 0 else index + 1
+            upward[index] = [nodes[sibling], *upward[(index - 1) // 2]]
+        return [upward[index] for index in self._tree_index]
+
     def multiproof(self, values_or_indices: Sequence[int | Sequence[Any]]) -> MultiProof:
         """A multiproof for several leaves (``getMultiProof``)."""
         indices = sorted((self._tree_index[self._value_index(v)] for v in values_or_indices), reverse=True)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs
+from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs, prefetched
 from ledger_api.errors import ChainError, IndexMismatch, ReorgTooDeep
 from ledger_api.index._apply import Applier
 from ledger_api.index._queries import ReadModel
@@ -24,51 +23,6 @@ __all__ = ["Indexer", "PollStats", "connect"]
 
 #: How many remembered blocks below the cursor each poll re-checks against the chain.
 DEFAULT_REORG_WINDOW = 64
-
-
-_DONE = object()
-
-
-def _prefetched(pages: Iterator[list[Any]], depth: int = 2) -> Iterator[list[Any]]:
-    """Iterate ``pages`` while a background thread already fetches the next ones.
-
-    The node's response time for page n+1 overlaps with decoding and writing page n. Order is kept;
-    an exception in the fetching thread is re-raised here, at the position it happened.
-    """
-    channel: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                channel.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def worker() -> None:
-        try:
-            for page in pages:
-                if not put(page):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            put(exc)
-
-    thread = threading.Thread(target=worker, name="index-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = channel.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join(timeout=60)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,7 +177,7 @@ class Indexer:
         processed = pages_seen = 0
         fetch = decode = apply = 0.0
         started = time.perf_counter()
-        pages = _prefetched(
+        pages = prefetched(
             fetch_logs(
                 self._rpc,
                 self._decoder.addresses,

@@ -73,8 +73,11 @@ def test_static_encoder_range_checks() -> None:
 def test_every_proof_verifies_and_only_against_its_root(n: int) -> None:
     tree = StandardMerkleTree.of(_values(n), TYPES)
     other = StandardMerkleTree.of(_values(n + 1), TYPES)
+    every = tree.proofs()
+    assert len(every) == n
     for i in range(n):
         proof = tree.proof(i)
+        assert every[i] == proof  # all at once == one by one
         StandardMerkleTree.verify(tree.root, TYPES, tree.value(i), proof)
         assert tree.proof(list(tree.value(i))) == proof  # by value == by index
         with pytest.raises(ProofError) as err:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from ledger_api.chain.events import prefetched
 from ledger_api.errors import ChainUnavailable, LogQueryError
 from ledger_api.index import DeclarationStatus, Indexer, ReadModel
-from ledger_api.index._indexer import _prefetched
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +25,12 @@ def test_prefetched_pages_keep_their_order_and_errors_arrive_in_place() -> None:
 
     seen: list[list[Any]] = []
     with pytest.raises(LogQueryError, match="boom"):
-        for page in _prefetched(pages()):
+        for page in prefetched(pages()):
             seen.append(page)
     assert seen == [[1], [2, 3]]
     # A consumer that stops early does not leave the fetching thread blocked.
     before = threading.active_count()
-    for page in _prefetched(iter([[n] for n in range(100)]), depth=1):
+    for page in prefetched(iter([[n] for n in range(100)]), depth=1):
         if page == [3]:
             break
     assert threading.active_count() <= before

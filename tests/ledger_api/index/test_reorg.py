@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ledger_api.index import DeclarationStatus, Indexer
+from tests._support.recovery import record_recovery
 
 pytestmark = pytest.mark.integration
 
@@ -67,43 +69,48 @@ def test_revert_to_snapshot_then_a_different_fork_rolls_back(chain: Any, tmp_pat
 
 
 @pytest.mark.faults
-def test_anvil_reorg_replaces_recent_blocks_and_the_index_follows(chain: Any, tmp_path: Path) -> None:
-    indexer = _fresh(chain, tmp_path, "live2")
-    for n in range(4):
-        chain.submit("trader-tj-foods", f"reorg-{n}", documents=1)
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
+def test_anvil_reorg_replaces_recent_blocks_and_the_index_follows(chain: Any, tmp_path: Path, depth: int) -> None:
+    indexer = _fresh(chain, tmp_path, f"live-{depth}")
+    for n in range(5):
+        chain.submit("trader-tj-foods", f"reorg-{depth}-{n}", documents=1)
     indexer.poll()
-    before = {b: chain.w3.eth.get_block(b)["hash"] for b in range(indexer.cursor[0] - 2, indexer.cursor[0] + 1)}
-    # Replace the last 3 blocks; re-include one new transaction in the replacement chain.
+    before = {
+        b: chain.w3.eth.get_block(b)["hash"] for b in range(indexer.cursor[0] - depth + 1, indexer.cursor[0] + 1)
+    }
+    # Replace the last `depth` blocks; re-include one new transaction in the replacement chain.
     trader = chain.account("trader-tj-foods")
     from ledger_api.chain.deploy import agency_id_bytes
 
     tx = chain.ledger.functions.submitDeclaration(
-        agency_id_bytes("CN-TJ-CUSTOMS"), _h("lrn"), _h("reorg-new"), b"\x01\x55", []
+        agency_id_bytes("CN-TJ-CUSTOMS"), _h("lrn"), _h(f"reorg-new-{depth}"), b"\x01\x55", []
     ).build_transaction(
         {
             "from": trader.address,
-            "nonce": chain.w3.eth.get_transaction_count(trader.address) - 3,
+            "nonce": chain.w3.eth.get_transaction_count(trader.address) - depth,
             "chainId": chain.deployment.chain_id,
             "gas": 500_000,
         }
     )
     raw = trader.sign_transaction(tx).raw_transaction.to_0x_hex()
-    chain.rpc("anvil_reorg", [3, [[raw, 0]]])
+    chain.rpc("anvil_reorg", [depth, [[raw, 0]]])
     after = {b: chain.w3.eth.get_block(b)["hash"] for b in before}
     assert all(before[b] != after[b] for b in before)
 
+    reorged = time.monotonic()
     indexer.poll()
+    record_recovery(f"anvil_reorg of depth {depth} during indexing", time.monotonic() - reorged, bound=10.0)
     assert indexer.rollbacks, "the divergence was not detected"
     assert indexer.rollbacks[-1][1] < min(before)
     fresh = _fresh(chain, tmp_path, "fresh-2")
     try:
         fresh.poll()
         assert _dump(indexer) == _dump(fresh)
-        for n in range(4):
-            on_chain = chain.ledger.functions.declaration(_h(f"reorg-{n}")).call()[2]
-            view = indexer.model.declaration(_h(f"reorg-{n}"))
+        for n in range(5):
+            on_chain = chain.ledger.functions.declaration(_h(f"reorg-{depth}-{n}")).call()[2]
+            view = indexer.model.declaration(_h(f"reorg-{depth}-{n}"))
             assert (0 if view is None else int(view.status)) == on_chain
-        assert indexer.model.declaration(_h("reorg-new")) is not None
+        assert indexer.model.declaration(_h(f"reorg-new-{depth}")) is not None
     finally:
         fresh.close()
         indexer.close()
