@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
     export.add_argument("--document", type=Path, default=None, metavar="FILE",
                         help="the document itself: checked against the subject, put in the zip")  # fmt: skip
     export.add_argument("--merkle-proof", type=Path, default=None, metavar="FILE",
-                        help="for a batched document: its proof as `ledger merkle proof` prints it")  # fmt: skip
+                        help="for a batched document: its proof file (`ledger batch anchor --proofs`) or "
+                        "its proof as `ledger merkle proof` prints it")  # fmt: skip
     export.add_argument("--to-block", type=int, default=None, help="last block of the bundle (default: the head)")
     export.add_argument("--rpc-url", default=None, help="JSON-RPC endpoint (default: the configured node)")
     export.add_argument("--deployment", type=Path, default=None, metavar="FILE",

@@ -30,6 +30,7 @@ from typing import Any
 
 from ledger_api.audit._replay import DeploymentLike
 from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs
+from ledger_api.documents import PROOF_FORMAT, verify_batch_proof
 from ledger_api.errors import EvidenceError, EvidenceExportError, LedgerError, LogQueryError
 from ledger_api.verify.evidence import (
     FORMAT,
@@ -85,8 +86,17 @@ def _receipt(receipt: Mapping[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _batch_subject(proof: Mapping[str, Any]) -> dict[str, Any]:
-    """The bundle's ``subject.batch`` from a ``ledger merkle proof`` answer (``{root, leafEncoding, value, proof}``)."""
+def _batch_subject(proof: Mapping[str, Any], subject: str) -> dict[str, Any]:
+    """The bundle's ``subject.batch`` from a document batch's proof file (``customs-ledger-batch-proof/1``,
+    as ``ledger batch anchor --proofs`` writes it) or a ``ledger merkle proof`` answer
+    (``{root, leafEncoding, value, proof}``)."""
+    if proof.get("format") == PROOF_FORMAT:
+        try:
+            checked = verify_batch_proof(dict(proof), bytes.fromhex(subject[2:]))
+        except LedgerError as exc:
+            raise EvidenceExportError(f"the batch proof file is not the subject's: {exc}") from exc
+        return {"root": checked["root"], "leaf_encoding": ["bytes32"], "value": [checked["sha256"]],
+                "proof": list(checked["proof"])}  # fmt: skip
     try:
         encoding = [str(t) for t in proof.get("leafEncoding", proof.get("leaf_encoding", []))]
         value = [str(v).lower() if isinstance(v, str) else v for v in proof["value"]]
@@ -107,15 +117,16 @@ def export_bundle(
 ) -> dict[str, Any]:
     """Build the evidence bundle of ``sha256`` (a document's sha256 or a declaration id, 0x-hex).
 
-    ``merkle_proof``: for a document anchored in a Merkle batch, its proof as ``ledger merkle proof``
-    prints it. ``to_block``: the last block (default: the head); the verifier is then given that
+    ``merkle_proof``: for a document anchored in a Merkle batch, its proof file
+    (``customs-ledger-batch-proof/1``, from ``ledger batch anchor --proofs``) or its proof as
+    ``ledger merkle proof`` prints it. ``to_block``: the last block (default: the head); the verifier is then given that
     block's hash as its trusted block. Raises :class:`EvidenceExportError` when ``sha256`` is not
     anchored, and :class:`~ledger_api.errors.ChainUnavailable` when the node cannot be reached.
     """
     subject = sha256.lower() if sha256.startswith("0x") else "0x" + sha256.lower()
     if len(subject) != 66 or any(c not in "0123456789abcdef" for c in subject[2:]):
         raise EvidenceExportError(f"{sha256!r} is not a 32-byte hex sha256 / declaration id")
-    batch = _batch_subject(merkle_proof) if merkle_proof is not None else None
+    batch = _batch_subject(merkle_proof, subject) if merkle_proof is not None else None
     registry, ledger = deployment.registry.lower(), deployment.ledger.lower()
     with JsonRpc(rpc_url=rpc_url, timeout=rpc_timeout) as rpc:
         last = rpc.block_number() if to_block is None else to_block

@@ -24,7 +24,7 @@ from ledger_api.audit import export_bundle
 from ledger_api.audit._evidence import bundle_zip
 from ledger_api.chain import _tx_calls as calls
 from ledger_api.chain.deploy import agency_id_bytes
-from ledger_api.documents import StandardMerkleTree
+from ledger_api.documents import DocumentBatch, StandardMerkleTree
 from ledger_api.errors import EvidenceError, EvidenceExportError, EvidenceInvalid, MalformedBundle
 from ledger_api.verify.evidence import (
     TrustedDeployment,
@@ -59,6 +59,7 @@ class Scenario:
     direct_stamp: bytes
     batch_proof: dict[str, Any]
     batch_document: bytes
+    batch_proof_file: dict[str, Any]  # a DocumentBatch proof file (ledger batch anchor --proofs)
     amended: tuple[bytes, bytes]  # (version 1, version 2) of an amended, accepted declaration
     random_declarations: list[bytes]  # every declaration version of the random history
 
@@ -113,6 +114,12 @@ def scenario(chain: Chain) -> Scenario:
     chain.ledger_tx(calls.anchor_batch(root=bytes.fromhex(tree.root[2:]), leaf_count=len(MANIFEST_ITEMS), kind=1,
                                        manifest_cid=fake_cid("evidence/manifest")),
                     chain.signer("NL-RTM-CUSTOMS"))  # fmt: skip
+    # A document batch as `ledger batch anchor` builds it: leaves are the documents' sha256, a proof file each.
+    documents = DocumentBatch.build([_sha(m) for m in MANIFEST_ITEMS[:4]], names=[f"m{n}" for n in range(4)], kind=3)
+    chain.ledger_tx(calls.anchor_batch(root=bytes.fromhex(documents.root[2:]), leaf_count=4, kind=3,
+                                       manifest_cid=fake_cid("evidence/batch-manifest")),
+                    chain.signer("NL-NVWA"))  # fmt: skip
+    s.batch_proof_file = documents.proofs(manifest_cid="bafkreiexample")[1]
     # An accepted declaration amended after acceptance (version 2 keeps the MRN and the jurisdiction);
     # the amendment lists the invoice again, which stays anchored by its first declaration.
     first, second = h("evidence/amend-v1"), h("evidence/amend-v2")
@@ -202,6 +209,13 @@ def test_declaration_stamp_and_batch_bundles_verify(chain: Chain, scenario: Scen
     assert report.anchored_as == "batch_leaf"
     assert report.facts["batch"]["root"] == scenario.batch_proof["root"]
     assert report.facts["batch"]["agency"]["code"] == "NL-RTM-CUSTOMS"
+    by_file = export_bundle(chain.rpc_url, chain.deployment, _hex(_sha(MANIFEST_ITEMS[1])),
+                            merkle_proof=scenario.batch_proof_file)  # fmt: skip
+    report = verify_bundle(canonical_bundle(by_file), trusted_block=_trusted(by_file), document=MANIFEST_ITEMS[1])
+    assert report.anchored_as == "batch_leaf" and report.facts["batch"]["agency"]["code"] == "NL-NVWA"
+    with pytest.raises(EvidenceExportError, match="not the subject"):
+        export_bundle(chain.rpc_url, chain.deployment, _hex(_sha(MANIFEST_ITEMS[2])),
+                      merkle_proof=scenario.batch_proof_file)  # fmt: skip
     wrong = dict(scenario.batch_proof, value=[_hex(_sha(MANIFEST_ITEMS[4])), 3])
     with pytest.raises(EvidenceExportError, match="Merkle"):
         export_bundle(chain.rpc_url, chain.deployment, _hex(_sha(MANIFEST_ITEMS[4])), merkle_proof=wrong)
