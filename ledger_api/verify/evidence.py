@@ -54,14 +54,13 @@ from typing import Any
 
 import rlp  # type: ignore[import-untyped]
 from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
-from eth_keys.datatypes import Signature
-from eth_keys.exceptions import BadSignature
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from trie.hexary import HexaryTrie
 
 from ledger_api.chain.artifacts import load_artifact
 from ledger_api.chain.events import DecodedEvent, EventDecoder, EventSpec
+from ledger_api.chain.typed_data import recover_typed_data
 from ledger_api.documents import StandardMerkleTree
 from ledger_api.errors import BundleTooLarge, EvidenceInvalid, LedgerError, MalformedBundle
 from ledger_api.index import (
@@ -110,12 +109,6 @@ STEPS: dict[int, str] = {
 
 _Q = re.compile(r"0x(0|[1-9a-f][0-9a-f]*)")
 _DATA = re.compile(r"0x([0-9a-f]{2})*")
-_SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
-_STAMP_TYPEHASH = keccak(
-    b"Stamp(bytes32 declarationId,uint8 stampType,uint8 result,bytes32 reportSha256,bytes reportCid,"
-    b"address signer,uint64 signedAt,uint256 nonce,uint256 deadline)"
-)
-_DOMAIN_TYPEHASH = keccak(b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
 _RELAY_SELECTOR = keccak(text="relayStamp((bytes32,uint8,uint8,bytes32,bytes,address,uint64,uint256,uint256),bytes)")[
     :4
 ]
@@ -958,12 +951,26 @@ def _check_state(bundle: Mapping[str, Any], facts: Mapping[str, Any]) -> int:
 # ================================================================================ signatures (step 10)
 
 
+#: The EIP-712 types of a relayed stamp (ClearanceLedger._STAMP_TYPEHASH; domain "ClearanceLedger" / "1").
+_STAMP_TYPES: dict[str, list[dict[str, str]]] = {
+    "EIP712Domain": [
+        {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
+    ],
+    "Stamp": [
+        {"name": "declarationId", "type": "bytes32"}, {"name": "stampType", "type": "uint8"},
+        {"name": "result", "type": "uint8"}, {"name": "reportSha256", "type": "bytes32"},
+        {"name": "reportCid", "type": "bytes"}, {"name": "signer", "type": "address"},
+        {"name": "signedAt", "type": "uint64"}, {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+}  # fmt: skip
+
+
 def _check_relayed_stamps(bundle: Mapping[str, Any], proven: _Proven, facts: Mapping[str, Any]) -> int:
     ledger = bundle["contracts"]["ledger"]
-    domain = keccak(abi_encode(
-        ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-        [_DOMAIN_TYPEHASH, keccak(b"ClearanceLedger"), keccak(b"1"), bundle["chain_id"], ledger],
-    ))  # fmt: skip
+    domain = {"name": "ClearanceLedger", "version": "1", "chainId": bundle["chain_id"],
+              "verifyingContract": to_checksum_address(ledger)}  # fmt: skip
     checked = 0
     for stamp in facts["stamps"]:
         if stamp["relayer"] == _ZERO_ADDRESS:
@@ -985,30 +992,22 @@ def _check_relayed_stamps(bundle: Mapping[str, Any], proven: _Proven, facts: Map
                   str(signer).lower(), signed_at)  # fmt: skip
         if called != claimed:
             raise _fail(10, f"relayed stamp {stamp['stamp_id']}: the signed fields differ from the recorded stamp")
-        struct_hash = keccak(abi_encode(
-            ["bytes32", "bytes32", "uint8", "uint8", "bytes32", "bytes32", "address", "uint64", "uint256", "uint256"],
-            [_STAMP_TYPEHASH, declaration_id, stamp_type, result, report_sha256, keccak(report_cid), signer,
-             signed_at, nonce, deadline],
-        ))  # fmt: skip
-        digest = keccak(b"\x19\x01" + domain + struct_hash)
-        if _recover(digest, signature) != stamp["signer"]:
+        typed = {
+            "types": _STAMP_TYPES, "primaryType": "Stamp", "domain": domain,
+            "message": {
+                "declarationId": declaration_id, "stampType": stamp_type, "result": result,
+                "reportSha256": report_sha256, "reportCid": report_cid, "signer": to_checksum_address(signer),
+                "signedAt": signed_at, "nonce": nonce, "deadline": deadline,
+            },
+        }  # fmt: skip
+        try:
+            recovered = recover_typed_data(typed, "0x" + bytes(signature).hex()).lower()
+        except ValueError as exc:  # malformed or non-canonical (high s, bad v) signature
+            raise _fail(10, f"relayed stamp {stamp['stamp_id']}: {exc}") from exc
+        if recovered != stamp["signer"]:
             raise _fail(10, f"relayed stamp {stamp['stamp_id']}: the EIP-712 signature is not by {stamp['signer']}")
         checked += 1
     return checked
-
-
-def _recover(digest: bytes, signature: bytes) -> str | None:
-    """The lowercase address of a low-s ``r ‖ s ‖ v`` signature over ``digest`` (OpenZeppelin ECDSA rule)."""
-    if len(signature) != 65 or signature[64] not in (27, 28):
-        return None
-    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
-    if s > _SECP256K1_HALF_N or r == 0 or s == 0:
-        return None
-    try:
-        key = Signature(vrs=(signature[64] - 27, r, s)).recover_public_key_from_msg_hash(digest)
-    except (BadSignature, ValueError):
-        return None
-    return str(key.to_checksum_address()).lower()
 
 
 # ================================================================================ the checklist

@@ -317,6 +317,26 @@ def test_a_tampered_document_and_a_wrong_trusted_block_fail(invoice_bundle: dict
         assert failed.value.step == 3
 
 
+def test_the_eip712_check_recovers_the_signer_from_the_relay_transaction(
+    invoice_bundle: dict[str, Any], scenario: Scenario
+) -> None:
+    """Step 10 on its own: a relayed stamp credited to another signer (or with other fields) is refused.
+
+    (A changed signature in the bundle already fails at step 4 — it is inside the raw transaction.)"""
+    from ledger_api.verify import evidence
+
+    proven = evidence._prove_chain(invoice_bundle, _trusted(invoice_bundle))
+    facts, _ = evidence.derive(invoice_bundle, proven=proven)
+    assert evidence._check_relayed_stamps(invoice_bundle, proven, facts) == 1
+    relayed = next(s for s in facts["stamps"] if s["stamp_id"] == _hex(scenario.relayed_stamp))
+    for change in ({"signer": "0x" + "44" * 20}, {"result": 2}, {"signed_at": relayed["signed_at"] + 1}):
+        forged = copy.deepcopy(facts)
+        next(s for s in forged["stamps"] if s["stamp_id"] == relayed["stamp_id"]).update(change)
+        with pytest.raises(EvidenceInvalid) as failed:
+            evidence._check_relayed_stamps(invoice_bundle, proven, forged)
+        assert failed.value.step == 10
+
+
 def test_the_trusted_deployment_is_enforced_when_given(chain: Chain, invoice_bundle: dict[str, Any]) -> None:
     data, trusted = canonical_bundle(invoice_bundle), _trusted(invoice_bundle)
     known = TrustedDeployment.of(chain.deployment)
