@@ -26,6 +26,7 @@ _GROUPS = (
     "ledger_api._cli.api",
     "ledger_api._cli.oracle",
     "ledger_api._cli.audit",
+    "ledger_api._cli.evidence",
 )
 
 EXIT_ERROR = 1

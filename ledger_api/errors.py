@@ -60,6 +60,11 @@ The tree::
     │   ├── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
     │   ├── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
     │   └── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
+    ├── EvidenceError                 evidence bundles (ledger_api.verify.evidence, ledger_api.audit export)
+    │   ├── MalformedBundle           not a bundle of a known format: size, JSON, canonical form, schema (step 1)
+    │   │   └── BundleTooLarge        the bundle is over the size limit (refused before parsing)
+    │   ├── EvidenceInvalid           a step of the offline checklist failed (``step``, ``check`` name it)
+    │   └── EvidenceExportError       the exporter cannot build a bundle for this subject
     ├── AuditCheckpointError          an auditor replay checkpoint cannot be resumed from (ledger_api.audit)
     │   ├── CheckpointUnsigned        it carries no signature and unsigned checkpoints were not allowed
     │   ├── CheckpointTampered        malformed, altered after signing, or not signed by the expected key
@@ -102,6 +107,11 @@ __all__ = [
     "DocumentTooLarge",
     "EnvelopeError",
     "EventDecodeError",
+    "EvidenceError",
+    "EvidenceExportError",
+    "EvidenceInvalid",
+    "BundleTooLarge",
+    "MalformedBundle",
     "Forbidden",
     "GasLimitExceeded",
     "IdempotencyConflict",
@@ -699,6 +709,57 @@ class ProposalNotFound(AccessError):
         super().__init__(f"no governance proposal {proposal_id}")
 
 
+# --- evidence bundles (owned by ledger_api.verify.evidence and ledger_api.audit._evidence) --------
+
+
+class EvidenceError(LedgerError):
+    """Root of evidence-bundle errors. ``step`` / ``check`` name the checklist step (0 = not a step)."""
+
+    code = "evidence"
+
+    def __init__(self, message: str, *, step: int = 0, check: str = "") -> None:
+        self.step = step
+        self.check = check
+        prefix = f"step {step} ({check}) failed: " if step else ""
+        super().__init__(prefix + message)
+
+    def diagnostics(self) -> str:
+        return f"{self}\nSee docs/evidence.md (the verification checklist, and what each step proves)."
+
+
+class MalformedBundle(EvidenceError):
+    """The input is not an evidence bundle of a known format (step 1: size, JSON, canonical form, schema)."""
+
+    code = "malformed-bundle"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, step=1, check="format")
+
+
+class BundleTooLarge(MalformedBundle):
+    """The bundle is larger than the reader's limit; refused before it is parsed."""
+
+    code = "bundle-too-large"
+
+    def __init__(self, *, limit: int, seen: int) -> None:
+        self.limit = limit
+        self.seen = seen
+        super().__init__(f"bundle exceeds the size limit of {limit} bytes (at least {seen} bytes seen)")
+
+
+class EvidenceInvalid(EvidenceError):
+    """A step of the offline checklist failed: the bundle does not prove what it claims."""
+
+    code = "evidence-invalid"
+
+
+class EvidenceExportError(EvidenceError):
+    """The exporter cannot build a bundle for this subject (not anchored, node data inconsistent, …)."""
+
+    code = "evidence-export"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nCheck the sha256 / declaration id, and that the node runs the deployment's chain."
 # --- audit -------------------------------------------------------------------------------------
 
 

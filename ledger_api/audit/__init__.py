@@ -25,6 +25,7 @@ from ledger_api.audit._checkpoint import (
 )
 from ledger_api.audit._digest import DIGEST_VERSION, digest
 from ledger_api.audit._documents import AnchoredDocument, DocumentCheck, anchored_documents
+from ledger_api.audit._evidence import bundle_zip, export_bundle
 from ledger_api.audit._findings import AuditError, Finding, Severity
 from ledger_api.audit._html import Timeline, render_html, write_html
 from ledger_api.audit._replay import DeploymentLike, Progress, ReplayReport, Throughput, replay, write_report
@@ -53,9 +54,11 @@ __all__ = [
     "Throughput",
     "Timeline",
     "anchored_documents",
+    "bundle_zip",
     "decode_state",
     "digest",
     "encode_state",
+    "export_bundle",
     "load_checkpoint",
     "open_checkpoint",
     "render_html",
