@@ -231,7 +231,7 @@ def replay(
     track: bool = False,
     on_event: Callable[[DecodedEvent], None] | None = None,
     progress: IO[str] | None = sys.stderr,
-    initial_range: int = 2_000,
+    initial_range: int = 128,
     max_range: int = 100_000,
     result_limit: int | None = None,
     rpc_timeout: float = 30.0,
