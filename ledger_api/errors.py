@@ -64,7 +64,8 @@ The tree::
     │   ├── MalformedBundle           not a bundle of a known format: size, JSON, canonical form, schema (step 1)
     │   │   └── BundleTooLarge        the bundle is over the size limit (refused before parsing)
     │   ├── EvidenceInvalid           a step of the offline checklist failed (``step``, ``check`` name it)
-    │   └── EvidenceExportError       the exporter cannot build a bundle for this subject
+    │   ├── EvidenceExportError       the exporter cannot build a bundle for this subject (HTTP 404)
+    │   └── ExportBusy                the service is already exporting a bundle; retry later (HTTP 503)
     ├── AuditCheckpointError          an auditor replay checkpoint cannot be resumed from (ledger_api.audit)
     │   ├── CheckpointUnsigned        it carries no signature and unsigned checkpoints were not allowed
     │   ├── CheckpointTampered        malformed, altered after signing, or not signed by the expected key
@@ -110,6 +111,7 @@ __all__ = [
     "EvidenceError",
     "EvidenceExportError",
     "EvidenceInvalid",
+    "ExportBusy",
     "BundleTooLarge",
     "MalformedBundle",
     "Forbidden",
@@ -760,6 +762,17 @@ class EvidenceExportError(EvidenceError):
 
     def diagnostics(self) -> str:
         return f"{self}\nCheck the sha256 / declaration id, and that the node runs the deployment's chain."
+
+
+class ExportBusy(EvidenceError):
+    """The service builds one evidence bundle at a time (each reads every block header); retry later."""
+
+    code = "export-busy"
+
+    def __init__(self, *, retry_after: int = 5) -> None:
+        #: Seconds to wait before retrying (the Retry-After header).
+        self.retry_after = retry_after
+        super().__init__("an evidence bundle is being built for another request; retry shortly")
 # --- audit -------------------------------------------------------------------------------------
 
 

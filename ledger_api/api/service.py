@@ -184,6 +184,7 @@ def build_service(
         nonces=SqliteNonceStore(settings.var_dir / "api" / "nonces.db"),
     )
     app.state.deployment = deployment
+    app.state.rpc_url = rpc_url
     app.state.tokens = TokenStore(settings.var_dir / "api" / "tokens.db")
     _register_gauges(app)
     app.state.writes = None

@@ -84,6 +84,7 @@ MATRIX: dict[tuple[str, str], tuple[Outcome, ...]] = {
     #                                                         owner trader customs xcustoms lab   risk  audit governor
     ("GET",    "/v1/verify/{sha256}"):                        (F,   F,     OK,     OK,      OK,   OK,   OK,   F),
     ("POST",   "/v1/verify"):                                 (F,   F,     OK,     OK,      OK,   OK,   OK,   F),
+    ("GET",    "/v1/evidence/{subject}"):                     (F,   F,     OK,     OK,      OK,   OK,   OK,   F),
     ("GET",    "/v1/declarations"):                           (OK,  OK,    F,      F,       F,    F,    F,    F),
     ("POST",   "/v1/declarations"):                           (OK,  OK,    F,      F,       F,    F,    F,    F),
     ("GET",    D):                                            (OK,  DNF,   OK,     DNF,     DNF,  DNF,  DNF,  DNF),
@@ -235,6 +236,7 @@ def _probe(route: tuple[str, str], w: World) -> Probe:
     probes: dict[tuple[str, str], Callable[[], Probe]] = {
         ("GET", "/v1/verify/{sha256}"): lambda: Probe(f"/v1/verify/{doc}"),
         ("POST", "/v1/verify"): lambda: Probe("/v1/verify", w.document, "application/octet-stream"),
+        ("GET", "/v1/evidence/{subject}"): lambda: Probe(f"/v1/evidence/{doc}"),
         ("GET", "/v1/declarations"): lambda: Probe("/v1/declarations"),
         ("POST", "/v1/declarations"): lambda: _declaration("/v1/declarations"),
         ("GET", D): lambda: Probe(f"/v1/declarations/{did}"),
