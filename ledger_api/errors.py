@@ -59,7 +59,8 @@ The tree::
     │   ├── TokenNotFound             no API token with this id of the caller (HTTP 404)
     │   ├── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
     │   ├── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
-    │   └── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
+    │   ├── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
+    │   └── AuditReportNotFound       no replay report at the configured path yet (HTTP 404)
     └── OracleError                   a long-running oracle (oracles/) could not do its work
         ├── RuleSetError              a risk rule set is missing, malformed or not the anchored one
         ├── AttestationRejected       a partner feed item is forged, replayed, expired or malformed
@@ -76,6 +77,7 @@ __all__ = [
     "AccessError",
     "AttestationRejected",
     "AccessRevoked",
+    "AuditReportNotFound",
     "ArtifactMismatch",
     "AuthenticationError",
     "CanonicalizationError",
@@ -687,6 +689,15 @@ class ProposalNotFound(AccessError):
     def __init__(self, proposal_id: int) -> None:
         self.proposal_id = proposal_id
         super().__init__(f"no governance proposal {proposal_id}")
+
+
+class AuditReportNotFound(AccessError):
+    """No replay report has been written to the configured path yet (``ledger audit replay --report``)."""
+
+    code = "audit-report-not-found"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nRun `ledger audit replay --report FILE` with FILE = LEDGER_AUDIT_REPORT (docs/web.md)."
 
 
 # --- oracles -----------------------------------------------------------------------------------

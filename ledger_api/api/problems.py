@@ -87,6 +87,7 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.InvalidSubmission: (422, "Invalid submission"),
     e.StampNotFound: (404, "Stamp not found"),
     e.ProposalNotFound: (404, "Proposal not found"),
+    e.AuditReportNotFound: (404, "No audit report yet"),
 }
 
 #: Contract custom errors (by name suffix, component prefix stripped) that say "who you are may not
