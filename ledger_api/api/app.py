@@ -33,6 +33,7 @@ from ledger_api.api.routes import (
     submissions,
     tokens,
     verify,
+    web,
 )
 from ledger_api.errors import LedgerError
 
@@ -122,7 +123,7 @@ def create_app(
         body: dict[str, Any] = {"status": status, "version": __version__, "checks": report}
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
-    for module in (verify, declarations, submissions, customs, stamps, documents, governance, tokens, me, audit):
+    for module in (verify, declarations, submissions, customs, stamps, documents, governance, tokens, me, audit, web):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     app.state.rate_limiter = RateLimiter(rate_limits) if rate_limits is not None else None
