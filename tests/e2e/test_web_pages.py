@@ -101,7 +101,10 @@ def test_a_dropped_document_is_verified_and_a_tampered_copy_fails(service: Servi
     tampered[40] ^= 0x01  # one byte changed
     copy = tmp_path / "certificate-copy.pdf"
     copy.write_bytes(bytes(tampered))
-    page.locator("#file-input").set_input_files(copy)  # the keyboard path: the plain file input
+    with page.expect_file_chooser() as chooser:  # the keyboard path: Enter on the focused drop zone
+        page.locator("#drop-zone").focus()
+        page.keyboard.press("Enter")
+    chooser.value.set_files(copy)
     expect(verdict.locator("#verdict-heading")).to_have_text("Not found — does not match any anchored document")
     expect(verdict).to_contain_text("may have been altered")
     expect(page.locator("#verdict-status")).to_have_text("NOT_ANCHORED")

@@ -60,6 +60,19 @@ export function problemBlock(heading, status, problem) {
     problem && problem.detail ? el("p", {}, problem.detail) : null);
 }
 
+/** "a" or "an" before `word`. */
+export function article(word) {
+  return /^[aeiou]/i.test(word) ? "an" : "a";
+}
+
+/** Mark the navigation link of the current page (aria-current), for screen readers and the eye. */
+function markCurrentPage() {
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.getAttribute("href") === window.location.pathname) link.setAttribute("aria-current", "page");
+  }
+}
+markCurrentPage();
+
 /** Unix seconds → readable UTC time. */
 export function when(seconds) {
   if (!seconds) return "—";

@@ -1,7 +1,7 @@
 // Trader page: the signed-in trader's own declarations (GET /v1/declarations/mine, paginated) with
 // their provenance timelines, and opening one declaration by id. The service decides what is
 // visible: another trader's declaration is refused (404) whatever the page asks.
-import { api, el, problemBlock, setUpSignIn, show, timelineList, when } from "./common.js";
+import { api, article, el, problemBlock, setUpSignIn, show, timelineList, when } from "./common.js";
 
 const PAGE_SIZE = 25;
 const list = document.getElementById("declarations");
@@ -80,7 +80,8 @@ setUpSignIn((identity) => {
   if (!identity) {
     status.textContent = "Sign in with a trader token to see your declarations.";
   } else if (identity.kind !== "trader") {
-    status.textContent = `This page lists a trader's own declarations; you are signed in with a ${identity.kind} key.`;
+    status.textContent = `This page lists a trader's own declarations; you are signed in with ${article(identity.kind)} ` +
+      `${identity.kind} key. Sign out and sign in with a trader token.`;
   } else {
     loadPage(true);
   }

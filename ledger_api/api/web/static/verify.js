@@ -1,6 +1,6 @@
 // Verification page: hash a dropped file in the browser (WebCrypto SHA-256), or take a pasted
 // sha256 / CID, and ask the ledger for its verdict. The file's bytes are never sent anywhere.
-import { api, downloadJson, el, problemBlock, setUpSignIn, show, timelineList, token, when } from "./common.js";
+import { api, article, downloadJson, el, problemBlock, setUpSignIn, show, timelineList, token, when } from "./common.js";
 
 /** Largest file hashed in the browser (it is read into memory whole). */
 export const MAX_FILE_BYTES = 256 * 1024 * 1024;
@@ -185,7 +185,7 @@ document.getElementById("hash-form").addEventListener("submit", (event) => {
 document.getElementById("max-size").textContent = sizeText(MAX_FILE_BYTES);
 setUpSignIn((identity) => {
   if (identity && identity.kind !== "agency") {
-    say(el("p", { class: "error" }, "Verification is for agency keys; this token belongs to a " +
+    say(el("p", { class: "error" }, `Verification is for agency keys; this token belongs to ${article(identity.kind)} ` +
       `${identity.kind}. Traders see their own declarations on the "My declarations" page.`));
   }
 });
