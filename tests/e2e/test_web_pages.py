@@ -2,20 +2,24 @@
 
 A declaration with a real document goes through the typed client to the chain (accepted, channelled,
 stamped by the lab, released); then a browser signs in with API tokens and: drops the document →
-"Anchored and valid" with its issuer and timeline; drops a copy with one byte changed → "Not found —
-does not match"; trader A's page lists A's declarations, never B's, and asking for B's by id is refused.
+"Anchored and valid" with its issuer and timeline (and the same for its pasted sha256 and CID); drops
+a copy with one byte changed → "Not found — does not match"; trader A's page lists A's declarations,
+never B's, and asking for B's by id is refused; the auditor page shows its empty state, then the report
+of a real ``ledger audit replay --report``, and refuses a customs key.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
-import re
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from ledger_api.cli import main
+from ledger_api.documents import Cid
 from tests.ledger_api.api.conftest import Service
 from tests.ledger_api.api.test_customs_routes import CN_CUSTOMS, LAB, assign_channel, indexed, settle
 
@@ -97,6 +101,18 @@ def test_a_dropped_document_is_verified_and_a_tampered_copy_fails(service: Servi
         page.get_by_role("button", name="Download verdict.json").click()
     assert download.value.suggested_filename == "verdict.json"
 
+    # The same verdict for the pasted sha256 and for the CID of the stored (sealed) copy.
+    sha = hashlib.sha256(CERTIFICATE).hexdigest()
+    stored = str(Cid.from_bytes(bytes.fromhex(customs.declaration(declaration_id)["documents"][0]["cid"][2:])))
+    for pasted in (sha, stored):
+        page.get_by_label("Or paste a sha256").fill(pasted)
+        page.get_by_role("button", name="Verify", exact=True).click()
+        expect(page.locator("#verdict")).to_contain_text("SHA-256: 0x" + sha)
+        expect(verdict.locator("#verdict-heading")).to_have_text("Anchored and valid")
+    page.get_by_label("Or paste a sha256").fill("not a fingerprint")
+    page.get_by_role("button", name="Verify", exact=True).click()
+    expect(verdict.get_by_role("heading")).to_have_text("Not a sha256 or a CID")
+
     tampered = bytearray(CERTIFICATE)
     tampered[40] ^= 0x01  # one byte changed
     copy = tmp_path / "certificate-copy.pdf"
@@ -144,24 +160,27 @@ def test_a_trader_sees_its_own_declarations_and_never_another_traders(service: S
     expect(refusal.locator(f'li[data-declaration="{mine[1]}"]')).to_be_visible()
 
 
-def test_the_audit_page_shows_an_empty_state_then_the_report_to_auditors_only(service: Service, page: Page) -> None:
+def test_the_audit_page_shows_an_empty_state_then_the_real_replay_report_to_auditors_only(
+    service: Service, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
     report_path = service.settings.audit_report_path
     report_path.unlink(missing_ok=True)
     _sign_in(page, service, "/auditor", AUDITOR)
     expect(page.locator("#report-status")).to_contain_text("No replay report yet")
 
+    # A real replay of this service's chain, written where the service reads it.
     report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(
-        '{"report": "ledger-audit-replay/1", "ok": false, "chain_id": 31337, "blocks": {"from": 0, "to": 42},'
-        ' "digest": {"replay": "0xabc", "match": true}, "summary": {"errors": 1, "warnings": 0},'
-        ' "findings": [{"code": "stamp-key-invalid", "severity": "error", "message": "stamp signed by a void key"}]}'
-    )
+    monkeypatch.setenv("LEDGER_VAR_DIR", str(service.settings.var_dir))
+    monkeypatch.setenv("LEDGER_ANVIL_PORT", str(service.settings.anvil_port))
+    code = main(["audit", "replay", "--quiet", "--no-channel-check", "--report", str(report_path)])
+    assert code == 0, "the replay found problems on a clean chain"
     page.reload()
-    expect(page.locator("#report-status")).to_contain_text("Replay found problems")
-    expect(page.locator("#findings")).to_contain_text("stamp-key-invalid")
+    expect(page.locator("#report-status")).to_contain_text("Replay OK — no errors found")
+    expect(page.locator("#report")).to_contain_text("Digest matches views")
+    expect(page.get_by_role("button", name="Download report.json")).to_be_visible()
 
     page.get_by_role("button", name="Sign out").click()
     page.get_by_label("API token").fill(_token(service, CN_CUSTOMS))
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#report-status")).to_contain_text("HTTP 403")
-    assert re.search("stamp-key-invalid", page.locator("main").inner_text()) is None
+    assert page.locator("#report").inner_text().strip() == ""
