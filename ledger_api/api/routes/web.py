@@ -46,10 +46,13 @@ def _web_dir() -> resources.abc.Traversable:
     return resources.files("ledger_api.api").joinpath("web")
 
 
-def asset_names() -> list[str]:
-    """Every static asset the service serves (file names under ``web/static/``)."""
-    return sorted(
-        f.name for f in _web_dir().joinpath("static").iterdir() if f.is_file() and f.name.endswith((".css", ".js"))
+@cache
+def asset_names() -> tuple[str, ...]:
+    """Every static asset the service serves (file names under ``web/static/``; read once)."""
+    return tuple(
+        sorted(
+            f.name for f in _web_dir().joinpath("static").iterdir() if f.is_file() and f.name.endswith((".css", ".js"))
+        )
     )
 
 
