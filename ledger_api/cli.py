@@ -22,6 +22,7 @@ __all__ = ["main", "run_command"]
 _GROUPS = (
     "ledger_api._cli.node",
     "ledger_api._cli.documents",
+    "ledger_api._cli.batch",
     "ledger_api._cli.api",
     "ledger_api._cli.oracle",
     "ledger_api._cli.audit",

@@ -61,6 +61,11 @@ The tree::
     │   ├── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
     │   ├── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
     │   └── AuditReportNotFound       no replay report at the configured path yet (HTTP 404)
+    ├── AuditCheckpointError          an auditor replay checkpoint cannot be resumed from (ledger_api.audit)
+    │   ├── CheckpointUnsigned        it carries no signature and unsigned checkpoints were not allowed
+    │   ├── CheckpointTampered        malformed, altered after signing, or not signed by the expected key
+    │   ├── CheckpointForeign         it is about another chain id / contract addresses / deployment
+    │   └── CheckpointNotPrefix       the node's history no longer contains the checkpointed block
     └── OracleError                   a long-running oracle (oracles/) could not do its work
         ├── RuleSetError              a risk rule set is missing, malformed or not the anchored one
         ├── AttestationRejected       a partner feed item is forged, replayed, expired or malformed
@@ -76,6 +81,7 @@ import math
 __all__ = [
     "AccessError",
     "AttestationRejected",
+    "AuditCheckpointError",
     "AccessRevoked",
     "AuditReportNotFound",
     "ArtifactMismatch",
@@ -84,6 +90,10 @@ __all__ = [
     "ChainError",
     "ChainUnavailable",
     "CheckpointError",
+    "CheckpointForeign",
+    "CheckpointNotPrefix",
+    "CheckpointTampered",
+    "CheckpointUnsigned",
     "ConfigurationError",
     "ContractRevert",
     "DeclarationNotFound",
@@ -698,6 +708,45 @@ class AuditReportNotFound(AccessError):
 
     def diagnostics(self) -> str:
         return f"{self}\nRun `ledger audit replay --report FILE` with FILE = LEDGER_AUDIT_REPORT (docs/web.md)."
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+class AuditCheckpointError(LedgerError):
+    """An auditor replay checkpoint (``ledger audit replay --resume``) cannot be resumed from."""
+
+    code = "audit-checkpoint"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nRun a full replay (without --resume) and write a new checkpoint with --checkpoint."
+
+
+class CheckpointUnsigned(AuditCheckpointError):
+    """The checkpoint carries no signature, and unsigned checkpoints were not allowed."""
+
+    code = "audit-checkpoint-unsigned"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nPass --signer LABEL when writing checkpoints, or --unsigned-checkpoint to accept this one."
+
+
+class CheckpointTampered(AuditCheckpointError):
+    """The checkpoint is malformed, was altered after signing, or was not signed by the expected key."""
+
+    code = "audit-checkpoint-tampered"
+
+
+class CheckpointForeign(AuditCheckpointError):
+    """The checkpoint is about another chain id, other contract addresses or another deployment block."""
+
+    code = "audit-checkpoint-foreign"
+
+
+class CheckpointNotPrefix(AuditCheckpointError):
+    """The node's block hash at the checkpoint height differs (or the block is gone): history was rewritten."""
+
+    code = "audit-checkpoint-not-prefix"
 
 
 # --- oracles -----------------------------------------------------------------------------------
