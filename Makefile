@@ -9,9 +9,9 @@ VENV := .venv
 BVENV := .venv-brownie
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: dev run test test-contracts test-python artifacts artifacts-check gas lint bench clean stop
+.PHONY: dev run test test-contracts test-python artifacts artifacts-check gas lint bench clean stop ipfs-tools browser-tools
 
-dev: node_modules/.installed $(VENV)/.installed $(BVENV)/.installed ipfs-tools
+dev: node_modules/.installed $(VENV)/.installed $(BVENV)/.installed ipfs-tools browser-tools
 	@$(VENV)/bin/python scripts/toolchain/install_solc.py >/dev/null
 	@scripts/toolchain/brownie_networks.sh
 
@@ -35,6 +35,13 @@ $(BVENV)/.installed: scripts/toolchain/brownie-requirements.txt
 # js-ipfs daemons for the integration tests (scripts/ipfs has its own package.json).
 ipfs-tools:
 	@if [ -x scripts/ipfs/setup.sh ]; then scripts/ipfs/setup.sh; fi
+
+# Debian's chromium for the browser tests (tests/e2e drive it with Playwright; Playwright's own browser
+# download is never used and fails here). Installed only when /usr/bin/chromium is missing; the e2e
+# tests fail, not skip, without it.
+browser-tools:
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -qq chromium >/dev/null || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; }
 
 run: dev
 	$(VENV)/bin/ledger up

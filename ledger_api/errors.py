@@ -59,7 +59,8 @@ The tree::
     │   ├── TokenNotFound             no API token with this id of the caller (HTTP 404)
     │   ├── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
     │   ├── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
-    │   └── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
+    │   ├── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
+    │   └── AuditReportNotFound       no replay report at the configured path yet (HTTP 404)
     ├── EvidenceError                 evidence bundles (ledger_api.verify.evidence, ledger_api.audit export)
     │   ├── MalformedBundle           not a bundle of a known format: size, JSON, canonical form, schema (step 1)
     │   │   └── BundleTooLarge        the bundle is over the size limit (refused before parsing)
@@ -88,6 +89,7 @@ __all__ = [
     "AttestationRejected",
     "AuditCheckpointError",
     "AccessRevoked",
+    "AuditReportNotFound",
     "ArtifactMismatch",
     "AuthenticationError",
     "CanonicalizationError",
@@ -773,6 +775,17 @@ class ExportBusy(EvidenceError):
         #: Seconds to wait before retrying (the Retry-After header).
         self.retry_after = retry_after
         super().__init__("an evidence bundle is being built for another request; retry shortly")
+
+
+class AuditReportNotFound(AccessError):
+    """No replay report has been written to the configured path yet (``ledger audit replay --report``)."""
+
+    code = "audit-report-not-found"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nRun `ledger audit replay --report FILE` with FILE = LEDGER_AUDIT_REPORT (docs/web.md)."
+
+
 # --- audit -------------------------------------------------------------------------------------
 
 

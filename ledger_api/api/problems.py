@@ -90,6 +90,7 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.EvidenceError: (422, "Invalid evidence"),
     e.EvidenceExportError: (404, "No evidence for this subject"),
     e.ExportBusy: (503, "Evidence export busy"),
+    e.AuditReportNotFound: (404, "No audit report yet"),
 }
 
 #: Contract custom errors (by name suffix, component prefix stripped) that say "who you are may not
