@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from ledger_api.chain.events import JsonRpc
 from ledger_api.cli import main
 from ledger_api.documents import Cid
+from ledger_api.verify.evidence import verify_bundle
 from tests.ledger_api.api.conftest import Service
 from tests.ledger_api.api.test_customs_routes import CN_CUSTOMS, LAB, assign_channel, indexed, settle
 
@@ -100,6 +103,18 @@ def test_a_dropped_document_is_verified_and_a_tampered_copy_fails(service: Servi
     with page.expect_download() as download:
         page.get_by_role("button", name="Download verdict.json").click()
     assert download.value.suggested_filename == "verdict.json"
+    # The evidence bundle: fetched with the token, saved, and it verifies offline against our own node's block.
+    with page.expect_download(timeout=60_000) as bundle_download:
+        page.get_by_role("button", name="Download evidence bundle").click()
+    saved = tmp_path / "bundle.json"
+    bundle_download.value.save_as(saved)
+    expect(page.locator("#bundle-status")).to_contain_text("Evidence bundle saved")
+    bundle = saved.read_bytes()
+    last = int(json.loads(bundle)["blocks"][-1]["header"]["number"], 16)
+    with JsonRpc(rpc_url=service.settings.effective_rpc_url) as rpc:
+        trusted = rpc.call("eth_getBlockByNumber", [hex(last), False])["hash"]
+    report = verify_bundle(bundle, trusted_block=trusted, document=CERTIFICATE)
+    assert report is not None
 
     # The same verdict for the pasted sha256 and for the CID of the stored (sealed) copy.
     sha = hashlib.sha256(CERTIFICATE).hexdigest()

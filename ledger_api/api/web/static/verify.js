@@ -6,12 +6,38 @@ import { api, article, downloadJson, el, problemBlock, setUpSignIn, show, timeli
 export const MAX_FILE_BYTES = 256 * 1024 * 1024;
 
 /**
- * Evidence-bundle hook: the evidence-bundle route is not part of this service yet. When it is,
- * return its path for a verdict here (e.g. `/v1/evidence/${verdict.sha256}`) and the page offers
- * "Download evidence bundle" next to "Download verdict.json".
+ * Where the evidence bundle of a verdict is (GET /v1/evidence/{sha256}): only anchored documents
+ * have one. The bundle verifies offline with `ledger evidence verify` (docs/evidence.md).
  */
 export function evidenceBundlePath(verdict) {
-  return verdict && null;
+  if (!verdict || verdict.status === "NOT_ANCHORED" || !/^0x[0-9a-f]{64}$/.test(verdict.sha256)) return null;
+  return `/v1/evidence/${verdict.sha256}`;
+}
+
+/** Fetch the bundle with the signed-in token (a plain link could not carry it) and save it. */
+async function downloadBundle(path, sha256, status) {
+  show(status, "Building the evidence bundle (it reads the chain's block headers; this can take a moment)…");
+  let response;
+  try {
+    response = await fetch(path, { headers: { Authorization: `Bearer ${token()}`, Accept: "application/json" },
+      credentials: "omit", cache: "no-store" });
+  } catch (error) {
+    show(status, problemBlock("The evidence bundle could not be fetched", 0, { title: String(error) }));
+    return;
+  }
+  if (!response.ok) {
+    let problem = null;
+    try { problem = await response.json(); } catch { problem = null; }
+    show(status, problemBlock("The evidence bundle could not be built", response.status, problem));
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: `evidence-${sha256.slice(2, 18)}.json` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+  show(status, "Evidence bundle saved. Check it offline with: ledger evidence verify FILE --trusted-block <block hash>");
 }
 
 const VERDICT_WORDS = {
@@ -146,11 +172,19 @@ async function renderDetails(verdict) {
   const downloads = el("p", {}, el("button", { type: "button", id: "download-verdict", class: "secondary" },
     "Download verdict.json"));
   const bundle = evidenceBundlePath(verdict);
-  if (bundle) downloads.append(" ", el("a", { href: bundle, download: "" }, "Download evidence bundle"));
-  parts.push(el("h3", {}, "Evidence"), downloads);
+  const bundleStatus = el("div", { id: "bundle-status", role: "status", "aria-live": "polite" });
+  if (bundle) {
+    downloads.append(" ", el("button", { type: "button", id: "download-bundle", class: "secondary" },
+      "Download evidence bundle"));
+  }
+  parts.push(el("h3", {}, "Evidence"), downloads, bundleStatus);
   show(details, ...parts);
   document.getElementById("download-verdict").addEventListener("click", () =>
     downloadJson("verdict.json", { ...verdict, retrieved_at: when(Math.floor(Date.now() / 1000)) }));
+  if (bundle) {
+    document.getElementById("download-bundle").addEventListener("click", () =>
+      downloadBundle(bundle, verdict.sha256, document.getElementById("bundle-status")));
+  }
 }
 
 // --- wiring: drop zone (mouse and keyboard), file input, paste form ---
