@@ -41,7 +41,7 @@ ipfs-tools:
 # tests fail, not skip, without it.
 browser-tools:
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get install -y -qq chromium >/dev/null || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }
 
 run: dev
 	$(VENV)/bin/ledger up
@@ -74,7 +74,7 @@ lint: dev
 # Benchmarks: each rewrites its section of BENCHMARKS.md (QUICK=1 for short runs). The API benchmark
 # drives the server with `wrk` (Debian package) when it is there; it is installed here if apt can.
 bench: dev
-	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && (apt-get install -y -qq wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)) || echo "bench: wrk not installed; the wrk rows are skipped"; }
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)) || echo "bench: wrk not installed; the wrk rows are skipped"; }
 	$(VENV)/bin/python bench/run_all.py $(if $(QUICK),--quick)
 
 clean:
