@@ -881,24 +881,38 @@ def state_slots(facts: Mapping[str, Any], sha256: str) -> list[tuple[str, int, s
     """The ledger storage slots step 9 proves for ``facts`` of subject ``sha256``: ``(slot, expected
     value, what)``, in order.
 
+    First what the contract's ``anchorOf(sha256)`` reads, in its order of precedence (declaration,
+    supporting-document owner, stamp, batch): the slots that rank above the anchor the bundle derives
+    must be empty, so a bundle that leaves out the block of an earlier, higher-ranked anchor (a
+    supporting document of a seized declaration passed off as a batch root, say) is refused. A Merkle
+    leaf subject must not be anchored directly at all. Then the declaration and its stamps.
+
     The declaration's first struct slot packs declarant (bits 0–159), jurisdiction (160–191),
     status (192–199), channel (200–207), requiredStamps (208–223) and version (224–255); a stamp's
     second slot packs signer (0–159), agencyIndex (160–191), stampType (192–199), result (200–207),
     revoked (208–215) and signedAt (216–255) — LedgerTypes.sol's field order.
     """
+    kind = facts["anchor"]["kind"]
     declaration = facts.get("declaration")
+    slots: list[tuple[str, int, str]] = []
+    if kind != "declaration":
+        slots.append((_mapping_slot(sha256, DECLARATIONS_SLOT), 0, f"no declaration {sha256}"))
+    if kind == "supporting_document" and declaration:
+        slots.append((_mapping_slot(sha256, SUPPORTING_OWNER_SLOT), int(declaration["declaration_id"], 16),
+                      f"owner of supporting document {sha256}"))  # fmt: skip
+    elif kind != "declaration":
+        slots.append((_mapping_slot(sha256, SUPPORTING_OWNER_SLOT), 0, f"no supporting document {sha256}"))
+    if kind in ("batch_root", "batch_leaf"):
+        slots.append((_mapping_slot(sha256, STAMPS_SLOT), 0, f"no stamp report {sha256}"))
     if not declaration:
-        return []
+        return slots
     declaration_id = declaration["declaration_id"]
     packed = (
         int(declaration["declarant"], 16) | declaration["jurisdiction"]["index"] << 160
         | int(DeclarationStatus[declaration["status"]]) << 192 | declaration["channel"] << 200
         | declaration["required_stamps"] << 208 | declaration["version"] << 224
     )  # fmt: skip
-    slots = [(_mapping_slot(declaration_id, DECLARATIONS_SLOT), packed, f"declaration {declaration_id}")]
-    if facts["anchor"]["kind"] == "supporting_document":
-        slots.append((_mapping_slot(sha256, SUPPORTING_OWNER_SLOT), int(declaration_id, 16),
-                      f"owner of supporting document {sha256}"))  # fmt: skip
+    slots.append((_mapping_slot(declaration_id, DECLARATIONS_SLOT), packed, f"declaration {declaration_id}"))
     for stamp in facts["stamps"]:
         slots.append((_mapping_slot(stamp["stamp_id"], STAMPS_SLOT), int(declaration_id, 16),
                       f"stamp {stamp['stamp_id']} declaration"))  # fmt: skip
@@ -923,9 +937,9 @@ def _check_state(bundle: Mapping[str, Any], facts: Mapping[str, Any]) -> int:
             raise _fail(9, "the bundle carries storage proofs its subject does not call for")
         return 0
     if state is None:
-        raise _fail(9, "the bundle carries no storage proofs of the declaration and its stamps")
+        raise _fail(9, "the bundle carries no storage proofs of the subject's anchor, its declaration and stamps")
     if [entry["slot"] for entry in state["storage"]] != [slot for slot, _, _ in expected]:
-        raise _fail(9, "the bundle's storage slots are not the declaration's, its owner's and its stamps' slots")
+        raise _fail(9, "the bundle's storage slots are not the subject's anchor slots, its declaration's and stamps'")
     header = bundle["blocks"][-1]["header"]
     ledger = bundle["contracts"]["ledger"]
     try:

@@ -29,8 +29,10 @@ from ledger_api.errors import EvidenceError, EvidenceExportError, EvidenceInvali
 from ledger_api.verify.evidence import (
     TrustedDeployment,
     canonical_bundle,
+    derive,
     header_hash,
     read_bundle_zip,
+    state_slots,
     verify_bundle,
 )
 
@@ -180,8 +182,9 @@ def test_supporting_document_bundle_verifies_offline(invoice_bundle: dict[str, A
     assert report.declaration_id == _hex(scenario.declaration)  # the first anchor, not the later amendment
     assert report.verdict_status == "VALID"
     assert report.relayed_signatures == 1 and report.document_checked
-    # Storage proofs at the trusted block: the declaration, the invoice's owner, two slots per stamp.
-    assert report.storage_slots == 2 + 2 * len(report.facts["stamps"])
+    # Storage proofs at the trusted block: no declaration with the invoice's id, the invoice's owner,
+    # the declaration, two slots per stamp.
+    assert report.storage_slots == 3 + 2 * len(report.facts["stamps"])
     facts = report.facts
     assert facts["declaration"]["status"] == "RELEASED"
     assert facts["declaration"]["jurisdiction"]["code"] == "CN-TJ-CUSTOMS"
@@ -530,3 +533,45 @@ def test_cast_agrees_with_the_bundle(chain: Chain, invoice_bundle: dict[str, Any
                         "signerKey(address)((uint32,uint64,uint64,uint64))", stamp["signer"], *at, *rpc)  # fmt: skip
         numbers = [int(f.strip().split()[0]) for f in key.strip("()").split(",")]
         assert numbers == [stamp["key"][k] for k in ("agency_index", "valid_from", "valid_until", "compromised_at")]
+
+
+def test_hiding_a_higher_ranked_anchor_is_caught_by_the_storage_proofs(chain: Chain, scenario: Scenario) -> None:
+    """A forger drops the block where a declaration anchored the document and re-derives everything
+    from what is left: the decoy batch root of the same sha256 then looks like the first anchor.
+    The storage proofs of what ``anchorOf`` reads refuse it (review finding)."""
+    document = b"certificate of origin 7731, later also anchored as a batch root by another agency"
+    declaration = h("evidence/hidden-anchor")
+    chain.ledger_tx(calls.submit_declaration(
+        jurisdiction_id=agency_id_bytes("CN-TJ-CUSTOMS"), local_reference=h("evidence/hidden-lrn"),
+        commitment=declaration, cid=fake_cid("evidence/hidden"),
+        documents=[calls.SupportingDocumentRef(document_type=3, sha256=_sha(document),
+                                               cid=fake_cid("evidence/hidden-doc"))]),
+        chain.deployment.traders["trader-tj-electronics"])  # fmt: skip
+    chain.ledger_tx(calls.anchor_batch(root=_sha(document), leaf_count=1, kind=1, manifest_cid=fake_cid("decoy")),
+                    chain.signer("NL-NVWA"))  # fmt: skip
+    subject = _hex(_sha(document))
+    honest = export_bundle(chain.rpc_url, chain.deployment, subject)
+    assert honest["facts"]["anchor"]["kind"] == "supporting_document"
+
+    forged = copy.deepcopy(honest)
+    hidden = honest["facts"]["anchor"]["block"]
+    for block in forged["blocks"]:
+        if int(block["header"]["number"], 16) == hidden:
+            block["transactions"] = block["receipts"] = None
+    facts, verdict = derive(forged)
+    assert facts["anchor"]["kind"] == "batch_root"  # what the forger wants the bundle to say
+    forged["facts"], forged["verdict"] = json.loads(json.dumps(facts)), verdict
+    slots = [slot for slot, _, _ in state_slots(forged["facts"], subject)]
+    last = hex(int(forged["blocks"][-1]["header"]["number"], 16))
+    proof = chain.w3.provider.make_request("eth_getProof", [chain.deployment.ledger, slots, last])["result"]  # type: ignore[arg-type]
+    forged["state"] = {
+        "account_proof": [str(node).lower() for node in proof["accountProof"]],
+        "storage": [{"slot": slot, "value": hex(int(str(entry["value"]), 16)),
+                     "proof": [str(n).lower() for n in entry["proof"]]}
+                    for slot, entry in zip(slots, proof["storageProof"], strict=True)],
+    }  # fmt: skip
+    with pytest.raises(EvidenceInvalid) as refused:
+        verify_bundle(canonical_bundle(forged), trusted_block=_trusted(forged))
+    assert refused.value.step == 9 and "no supporting document" in str(refused.value)
+    # The honest bundle of the same document still verifies.
+    assert verify_bundle(canonical_bundle(honest), trusted_block=_trusted(honest)).anchored_as == "supporting_document"
