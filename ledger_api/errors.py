@@ -66,6 +66,7 @@ The tree::
     │   │   └── BundleTooLarge        the bundle is over the size limit (refused before parsing)
     │   ├── EvidenceInvalid           a step of the offline checklist failed (``step``, ``check`` name it)
     │   ├── EvidenceExportError       the exporter cannot build a bundle for this subject (HTTP 404)
+    │   │   └── EvidenceExportInconsistent  the node's answers did not verify (reorg while exporting?) (HTTP 503)
     │   └── ExportBusy                the service is already exporting a bundle; retry later (HTTP 503)
     ├── AuditCheckpointError          an auditor replay checkpoint cannot be resumed from (ledger_api.audit)
     │   ├── CheckpointUnsigned        it carries no signature and unsigned checkpoints were not allowed
@@ -112,6 +113,7 @@ __all__ = [
     "EventDecodeError",
     "EvidenceError",
     "EvidenceExportError",
+    "EvidenceExportInconsistent",
     "EvidenceInvalid",
     "ExportBusy",
     "BundleTooLarge",
@@ -764,6 +766,13 @@ class EvidenceExportError(EvidenceError):
 
     def diagnostics(self) -> str:
         return f"{self}\nCheck the sha256 / declaration id, and that the node runs the deployment's chain."
+
+
+class EvidenceExportInconsistent(EvidenceExportError):
+    """The node's answers disagreed with each other while a bundle was exported (a reorganisation
+    meanwhile?): the bundle it would give does not verify. Export again."""
+
+    code = "evidence-inconsistent"
 
 
 class ExportBusy(EvidenceError):

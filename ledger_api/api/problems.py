@@ -89,6 +89,8 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.ProposalNotFound: (404, "Proposal not found"),
     e.EvidenceError: (422, "Invalid evidence"),
     e.EvidenceExportError: (404, "No evidence for this subject"),
+    e.EvidenceExportInconsistent: (503, "Evidence export hit inconsistent node answers"),
+    e.BundleTooLarge: (413, "Evidence bundle too large"),
     e.ExportBusy: (503, "Evidence export busy"),
     e.AuditReportNotFound: (404, "No audit report yet"),
 }

@@ -31,9 +31,17 @@ from typing import Any
 from ledger_api.audit._replay import DeploymentLike
 from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs
 from ledger_api.documents import PROOF_FORMAT, verify_batch_proof
-from ledger_api.errors import EvidenceError, EvidenceExportError, LedgerError, LogQueryError
+from ledger_api.errors import (
+    BundleTooLarge,
+    EvidenceError,
+    EvidenceExportError,
+    EvidenceExportInconsistent,
+    LedgerError,
+    LogQueryError,
+)
 from ledger_api.verify.evidence import (
     FORMAT,
+    MAX_BUNDLE_BYTES,
     canonical_bundle,
     derive,
     header_hash,
@@ -43,7 +51,11 @@ from ledger_api.verify.evidence import (
     verify_bundle,
 )
 
-__all__ = ["BUNDLE_NAME", "bundle_zip", "export_bundle"]
+__all__ = ["BUNDLE_NAME", "MIN_HEADER_BYTES", "bundle_zip", "export_bundle"]
+
+#: Fewest canonical bytes one header takes in a bundle (an empty Prague header is ~1,600): how many
+#: blocks fit under the reader's limit is known before any header is fetched.
+MIN_HEADER_BYTES = 1_500
 
 #: The bundle's name inside the zip variant.
 BUNDLE_NAME = "bundle.json"
@@ -133,6 +145,9 @@ def export_bundle(
         first = deployment.deployment_block
         if last < first:
             raise EvidenceExportError(f"block {last} is before the deployment block {first}")
+        least = (last - first + 1) * MIN_HEADER_BYTES  # every header is carried: refuse before reading them
+        if least > MAX_BUNDLE_BYTES:
+            raise BundleTooLarge(limit=MAX_BUNDLE_BYTES, seen=least)
         headers: list[dict[str, str]] = []
         for start in range(first, last + 1, _BATCH):
             numbers = range(start, min(start + _BATCH, last + 1))
@@ -186,8 +201,10 @@ def export_bundle(
     bundle = json.loads(canonical_bundle(bundle))  # the JSON form the verifier will see
     try:
         verify_bundle(canonical_bundle(bundle), trusted_block=header_hash(headers[-1]))
+    except BundleTooLarge:
+        raise
     except EvidenceError as exc:  # the node's answers disagree with each other (a reorg while exporting?)
-        raise EvidenceExportError(f"the exported bundle does not verify, export again: {exc}") from exc
+        raise EvidenceExportInconsistent(f"the exported bundle does not verify, export again: {exc}") from exc
     return bundle
 
 

@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 from ledger_api.chain.events import JsonRpc
 from ledger_api.cli import main
 from ledger_api.documents import Cid
-from ledger_api.verify.evidence import verify_bundle
+from ledger_api.verify.evidence import TrustedDeployment, verify_bundle
 from tests.ledger_api.api.conftest import Service
 from tests.ledger_api.api.test_customs_routes import CN_CUSTOMS, LAB, assign_channel, indexed, settle
 
@@ -113,8 +113,14 @@ def test_a_dropped_document_is_verified_and_a_tampered_copy_fails(service: Servi
     last = int(json.loads(bundle)["blocks"][-1]["header"]["number"], 16)
     with JsonRpc(rpc_url=service.settings.effective_rpc_url) as rpc:
         trusted = rpc.call("eth_getBlockByNumber", [hex(last), False])["hash"]
-    report = verify_bundle(bundle, trusted_block=trusted, document=CERTIFICATE)
-    assert report is not None
+    record = service.deployment
+    report = verify_bundle(
+        bundle, trusted_block=trusted, document=CERTIFICATE,
+        deployment=TrustedDeployment(chain_id=record.chain_id, registry=record.registry, ledger=record.ledger,
+                                     deployment_block=record.deployment_block),
+    )  # fmt: skip
+    assert report.anchored_as == "supporting_document" and report.declaration_id == declaration_id
+    assert report.verdict_status == "VALID"
 
     # The same verdict for the pasted sha256 and for the CID of the stored (sealed) copy.
     sha = hashlib.sha256(CERTIFICATE).hexdigest()

@@ -118,13 +118,31 @@ def test_evidence_bundles_over_http_verify_offline_and_refusals_are_problems(
             deployment=TrustedDeployment(chain_id=record.chain_id, registry=record.registry, ledger=record.ledger,
                                          deployment_block=record.deployment_block),
         )  # fmt: skip
-        assert report is not None
+        assert report.anchored_as == "supporting_document" and report.declaration_id == "0x" + declaration.hex()
+        assert report.verdict_status == "VALID_WITH_WARNINGS"  # submitted, not yet accepted
         with pytest.raises(EvidenceError):
             verify_bundle(bundle, trusted_block=trusted, document=INVOICE.replace(b"18,400", b"1,840"))
 
         unknown = get(client, f"/v1/evidence/0x{'00' * 32}")
         assert unknown.status_code == 404 and unknown.json()["code"] == "evidence-export"
         assert get(client, f"/v1/evidence/0x{invoice_sha.hex()}", bytes(trader.key)).json()["code"] == "forbidden"
+
+        # A chain too long for one bundle is refused before any header is read.
+        from ledger_api.audit import _evidence
+
+        fetched: list[str] = []
+        real_batch = _evidence.JsonRpc.batch
+
+        def counting(self: Any, calls: Any) -> Any:
+            fetched.extend(method for method, _ in calls)
+            return real_batch(self, calls)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_evidence, "MAX_BUNDLE_BYTES", 10_000)
+            patch.setattr(_evidence.JsonRpc, "batch", counting)
+            too_long = get(client, f"/v1/evidence/0x{invoice_sha.hex()}")
+        assert too_long.status_code == 413 and too_long.json()["code"] == "bundle-too-large"
+        assert "eth_getBlockByNumber" not in fetched
 
         with evidence_route._EXPORTING:  # another export in progress
             busy = get(client, f"/v1/evidence/0x{invoice_sha.hex()}")
