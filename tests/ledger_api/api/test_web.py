@@ -61,3 +61,14 @@ def test_every_input_has_a_label_and_the_verdict_is_announced() -> None:
     assert 'id="verdict" role="status" aria-live="polite"' in verify
     assert 'id="drop-zone" class="drop-zone" tabindex="0" role="button"' in verify and 'type="file"' in verify
     assert "never leaves this computer" in verify
+
+
+def test_a_token_can_never_be_submitted_by_the_browser_itself() -> None:
+    """If the page's script has not run yet, pressing Enter submits the sign-in form natively: the
+    token input has no ``name``, so the browser never puts the token in a URL (review finding)."""
+    client = TestClient(create_app())
+    for path in ("/verify", "/trader", "/auditor"):
+        html = client.get(path).text
+        token_input = re.search(r'<input id="token"[^>]*>', html, flags=re.S)
+        assert token_input is not None, path
+        assert "name=" not in token_input.group(0), path

@@ -125,7 +125,8 @@ export function setUpSignIn(onIdentity) {
     }
     const answer = await api("/v1/me");
     if (!answer.ok) {
-      sessionStorage.removeItem(TOKEN_KEY);
+      // Only a refused token is forgotten; a busy or unreachable service keeps it for the next try.
+      if (answer.status === 401 || answer.status === 403) sessionStorage.removeItem(TOKEN_KEY);
       form.hidden = false;
       signedIn.hidden = true;
       error.textContent = `Sign-in refused: ${answer.body.title || "error"}` +
