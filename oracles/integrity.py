@@ -470,7 +470,7 @@ class IntegrityOracle(Oracle):
         if hashlib.sha256(content).hexdigest() == document.sha256.removeprefix("0x"):
             return "verified", "plain content"
         if not content.startswith(ENVELOPE_MAGIC):  # no key / keyring lookup needed
-            return "unchecked", "not an envelope and not the committed bytes"
+            return "mismatch", "plain content whose sha256 is not the anchored commitment"
         return verify_commitment(
             content, document.sha256, agency=self.ctx.agency, private_key=self._decryption_key(),
             keyring=self._keyrings(document.cid),

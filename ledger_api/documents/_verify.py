@@ -107,15 +107,16 @@ def verify_commitment(
 ) -> tuple[str, str]:
     """``("verified" | "unchecked" | "mismatch", detail)`` for intact ``content`` anchored as ``expected_sha256``.
 
-    Plain content whose sha256 is the anchored one is ``verified``; a ledger envelope is opened with
+    Plain content whose sha256 is the anchored one is ``verified``, any other plain content a
+    ``mismatch`` (it can never be the committed document); a ledger envelope is opened with
     ``agency``'s ``private_key`` and ``keyring`` and its plaintext hashed (``mismatch`` when it differs
-    or the envelope fails authentication); anything that cannot be opened is ``unchecked``.
+    or the envelope fails authentication); an envelope that cannot be opened is ``unchecked``.
     """
     expected = expected_sha256.lower().removeprefix("0x")
     if hashlib.sha256(content).hexdigest() == expected:
         return "verified", "plain content"
     if not content.startswith(ENVELOPE_MAGIC):
-        return "unchecked", "not an envelope and not the committed bytes"
+        return "mismatch", "plain content whose sha256 is not the anchored commitment"
     if private_key is None or keyring is None or agency not in keyring.agencies:
         return "unchecked", "no key wrap for this agency"
     try:

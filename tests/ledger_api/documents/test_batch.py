@@ -87,3 +87,13 @@ def test_a_tampered_manifest_is_refused() -> None:
         DocumentBatch.from_manifest(b"[1, 2")
     with pytest.raises(DocumentError):
         DocumentBatch.from_manifest(json.dumps({**manifest, "format": "x"}).encode())
+
+
+def test_plain_content_that_is_not_the_committed_document_is_a_mismatch() -> None:
+    """verify_commitment: intact plain bytes with another sha256 can never be the anchored document."""
+    from ledger_api.documents import verify_commitment
+
+    committed = "0x" + hashlib.sha256(b"the declaration").hexdigest()
+    assert verify_commitment(b"the declaration", committed, agency="X", private_key=None, keyring=None)[0] == "verified"
+    outcome, detail = verify_commitment(b"something else", committed, agency="X", private_key=None, keyring=None)
+    assert outcome == "mismatch" and "not the anchored commitment" in detail
