@@ -123,7 +123,7 @@ def _header(facts: dict[str, Any]) -> str:
             rows.append(
                 f"| {record['title']} | {g.figure} | {_fmt(g.value)} {g.unit} | "
                 f"{g.baseline or '—'}{'' if g.baseline_value is None else ': ' + _fmt(g.baseline_value)} | "
-                f"{_ratio(ratio)} | {g.goal} | {verdict} | {record['date']} |"
+                f"{_ratio(ratio)} | {g.goal} | {verdict} | {record['date']} ({record['machine'].get('commit', '?')}) |"
             )
     return "\n".join(
         [
@@ -139,7 +139,7 @@ def _header(facts: dict[str, Any]) -> str:
             "",
             "## Summary of goals",
             "",
-            "| section | figure | result | baseline (same run) | ratio | goal | status | measured |",
+            "| section | figure | result | baseline (same run) | ratio | goal | status | measured (commit) |",
             "|---|---|---|---|---|---|---|---|",
             *rows,
             "",

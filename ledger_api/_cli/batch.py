@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -72,16 +71,18 @@ def _deployment(settings: Any, path: Path | None) -> Any:
     return Deployment.load(record)
 
 
-def _files(paths: list[Path]) -> list[Path]:
+def _files(paths: list[Path]) -> list[tuple[Path, str]]:
     from ledger_api.documents import MAX_BATCH_DOCUMENTS
     from ledger_api.errors import DocumentError
 
-    found: list[Path] = []
+    found: list[tuple[Path, str]] = []  # (file, name in the manifest: relative to the argument that named it)
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+            found += sorted(
+                (p, p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_file() and not p.is_symlink()
+            )
         elif path.is_file():
-            found.append(path)
+            found.append((path, path.name))
         else:
             raise DocumentError(f"{path}: no such file or directory")
         if len(found) > MAX_BATCH_DOCUMENTS:
@@ -133,7 +134,7 @@ def _anchor(args: argparse.Namespace) -> int:
     from ledger_api.chain import _tx_calls as calls
     from ledger_api.chain.client import LedgerClient
     from ledger_api.chain.keystore import Keystore
-    from ledger_api.documents import Cid, DocumentBatch, content_store
+    from ledger_api.documents import Cid, DocumentBatch, content_store, write_proof_files
     from ledger_api.errors import ConfigurationError, LedgerError
     from ledger_api.outbox import EntryState, Outbox, OutboxWorker
 
@@ -143,10 +144,10 @@ def _anchor(args: argparse.Namespace) -> int:
     progress = None if args.quiet else sys.stderr
     bar = _Bar(progress, len(files), "files")
     digests: list[bytes] = []
-    for n, path in enumerate(files, 1):
+    for n, (path, _) in enumerate(files, 1):
         digests.append(_sha256(path))
         bar.update(n, final=n == len(files))
-    names = [str(p) for p in files]
+    names = [name for _, name in files]  # never local paths: the manifest is the same from any directory
     batch = DocumentBatch.build(digests, names=names, kind=args.kind)
     stored = content_store(settings).put(batch.manifest())
     root = bytes.fromhex(batch.root[2:])
@@ -179,17 +180,8 @@ def _anchor(args: argparse.Namespace) -> int:
         )
 
     out_dir = args.proofs or Path(f"proofs-{batch.root[2:14]}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    for proof in batch.proofs(manifest_cid=stored.cid):
-        proof |= {"tx_hash": entry.tx_hash, "block_number": entry.block_number}
-        base = Path(proof["name"]).name or proof["sha256"][2:]
-        name = base if base not in used else f"{base}-{proof['sha256'][2:10]}"
-        used.add(name)
-        target = out_dir / f"{name}.proof.json"
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(proof, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
+    write_proof_files(batch.proofs(manifest_cid=stored.cid), out_dir, tx_hash=entry.tx_hash,
+                      block_number=entry.block_number)  # fmt: skip
     result = {"root": batch.root, "documents": len(digests), "kind": args.kind, "manifest_cid": stored.cid,
               "tx_hash": entry.tx_hash, "block_number": entry.block_number, "proofs": str(out_dir)}  # fmt: skip
     if args.json:
@@ -201,19 +193,10 @@ def _anchor(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ledger_api.documents import verify_batch_proof
-    from ledger_api.errors import DocumentError, ProofError
+    from ledger_api.documents import read_proof_file, verify_batch_proof
+    from ledger_api.errors import ProofError
 
-    try:
-        raw = args.proof.read_bytes()[: 64 * 1024 + 1]
-    except OSError as exc:
-        raise DocumentError(f"cannot read {args.proof}: {exc.strerror or exc}") from exc
-    if len(raw) > 64 * 1024:
-        raise DocumentError(f"{args.proof} is larger than a proof file can be (64 KiB)")
-    try:
-        proof_file = json.loads(raw)
-    except ValueError as exc:
-        raise DocumentError(f"{args.proof} is not JSON: {exc}") from exc
+    proof_file = read_proof_file(args.proof)
     verdict: dict[str, Any] = {"document": str(args.document), "sha256": "0x" + _sha256(args.document).hex()}
     checks: list[tuple[str, bool, str]] = []
     try:
@@ -240,6 +223,7 @@ def _on_chain(args: argparse.Namespace, proof_file: dict[str, Any]) -> list[tupl
     from ledger_api.chain import _tx_calls as calls
     from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs
     from ledger_api.documents import Cid, leaf_hash
+    from ledger_api.errors import LedgerError
 
     settings = _settings()
     deployment = _deployment(settings, args.deployment)
@@ -260,7 +244,10 @@ def _on_chain(args: argparse.Namespace, proof_file: dict[str, Any]) -> list[tupl
         return [("anchored", False, f"root {root} is not anchored on this ledger")]
     anchored = events[0]
     manifest = str(anchored.args["manifestCid"])
-    expected = "0x" + Cid.parse(str(proof_file.get("manifest_cid") or "")).to_bytes().hex()
+    try:
+        expected = "0x" + Cid.parse(str(proof_file.get("manifest_cid") or "")).to_bytes().hex()
+    except LedgerError:  # no or no valid manifest CID in the proof file: it cannot match the anchor
+        expected = ""
     same = (
         manifest.lower() == expected.lower()
         and anchored.args["leafCount"] == proof_file.get("leaf_count")

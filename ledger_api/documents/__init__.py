@@ -23,7 +23,9 @@ from ledger_api.documents._batch import (
     MAX_BATCH_DOCUMENTS,
     PROOF_FORMAT,
     DocumentBatch,
+    read_proof_file,
     verify_batch_proof,
+    write_proof_files,
 )
 from ledger_api.documents._car import CarImport, export_car, import_car, iter_car
 from ledger_api.documents._cid import Cid
@@ -94,9 +96,11 @@ __all__ = [
     "keccak256",
     "leaf_hash",
     "open_envelope",
+    "read_proof_file",
     "seal",
     "verify_batch_proof",
     "verify_commitment",
+    "write_proof_files",
 ]
 
 

@@ -19,8 +19,10 @@ document handed out with each document::
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ledger_api.documents._merkle import StandardMerkleTree
@@ -32,7 +34,9 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "PROOF_FORMAT",
     "DocumentBatch",
+    "read_proof_file",
     "verify_batch_proof",
+    "write_proof_files",
 ]
 
 BATCH_FORMAT = "customs-ledger-batch/1"
@@ -159,3 +163,40 @@ def verify_batch_proof(proof_file: dict[str, Any], sha256: bytes | None = None) 
         )
     StandardMerkleTree.verify(root, ["bytes32"], [digest], nodes)
     return {**proof_file, "sha256": digest, "root": root, "proof": nodes}
+
+
+def write_proof_files(proofs: Iterable[Mapping[str, Any]], directory: Path, **extra: Any) -> int:
+    """Write each proof file as ``<directory>/<name's last part>.proof.json`` (``extra`` fields added,
+    e.g. the anchoring transaction), each atomically (temporary file + rename); returns how many.
+    Two documents with the same file name get the second one's sha256 prefix appended."""
+    directory.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    count = 0
+    for proof in proofs:
+        base = Path(str(proof["name"])).name or str(proof["sha256"])[2:]
+        name = base if base not in used else f"{base}-{str(proof['sha256'])[2:10]}"
+        used.add(name)
+        target = directory / f"{name}.proof.json"
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**proof, **extra}, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+        count += 1
+    return count
+
+
+def read_proof_file(path: Path) -> dict[str, Any]:
+    """Read a proof file, refusing more than :data:`MAX_PROOF_BYTES` before parsing; DocumentError otherwise."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_PROOF_BYTES + 1)
+    except OSError as exc:
+        raise DocumentError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_PROOF_BYTES:
+        raise DocumentError(f"{path} is larger than a proof file can be ({MAX_PROOF_BYTES // 1024} KiB)")
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise DocumentError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise DocumentError(f"{path} is not a {PROOF_FORMAT} file")
+    return document

@@ -66,10 +66,16 @@ def test_anchor_then_verify_each_document_and_refuse_a_tampered_one(
     assert main(["batch", "verify", str(tampered), "--proof", str(proofs / "parcel-0.json.proof.json")]) == 3
     assert "NOT PROVEN" in capsys.readouterr().out
 
-    # the same documents again: the journal knows the root, nothing is anchored twice
-    assert main(argv) == 0
+    # the same documents again, named from another directory: the manifest (names relative to the
+    # argument) and the root are the same, the journal knows the root, nothing is anchored twice
+    monkeypatch.chdir(tmp_path)
+    again = ["batch", "anchor", "manifests", *argv[3:]]
+    assert main(again) == 0
     assert json.loads(capsys.readouterr().out)["root"] == result["root"]
     assert len(_batch_events(settings, record)) == 1
+    names = json.loads(stored)["names"]
+    assert sorted(names) == sorted(p.relative_to(docs).as_posix() for p in files)
+    assert not any(n.startswith("/") for n in names)
 
 
 def test_verify_reports_a_root_that_was_never_anchored_and_cli_errors_are_one_line(
@@ -98,3 +104,6 @@ def test_verify_reports_a_root_that_was_never_anchored_and_cli_errors_are_one_li
     assert "no such file" in capsys.readouterr().err
     proof.write_text("{not json")
     assert main(["batch", "verify", str(document), "--proof", str(proof)]) == 1
+    proof.write_text(" " * (65 * 1024))
+    assert main(["batch", "verify", str(document), "--proof", str(proof)]) == 1
+    assert "larger than a proof file can be" in capsys.readouterr().err
