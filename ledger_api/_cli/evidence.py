@@ -42,9 +42,13 @@ def register(subparsers: Any) -> None:
                         help="check that this file is the subject (default: the zip's document, if any)")  # fmt: skip
     verify.add_argument("--trusted-block", required=True, metavar="HASH",
                         help="0x-hex hash of the bundle's last block, as your own node / checkpoint says")  # fmt: skip
-    verify.add_argument("--deployment", type=Path, default=None, metavar="FILE",
+    pinned = verify.add_mutually_exclusive_group(required=True)
+    pinned.add_argument("--deployment", type=Path, default=None, metavar="FILE",
                         help="your deployment record: the bundle must be about its chain id, contracts and "
-                        "deployment block (without it they are shown for you to compare)")  # fmt: skip
+                        "deployment block")  # fmt: skip
+    pinned.add_argument("--unsafe-unpinned", action="store_true",
+                        help="verify without a deployment record: a look-alike contract on the same chain would "
+                        "pass; the bundle's chain id and contracts are printed for you to compare")  # fmt: skip
     verify.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     verify.set_defaults(handler=_verify)
 
@@ -137,8 +141,8 @@ def _verify(args: argparse.Namespace) -> int:
     )
     if deployment is None:
         print(
-            f"  chain {report.chain_id}, registry {report.registry}, ledger {report.ledger}: the bundle's claims "
-            "— compare them with your deployment record (or pass --deployment)",
+            f"  UNPINNED: chain {report.chain_id}, registry {report.registry}, ledger {report.ledger} are the "
+            "bundle's claims — compare them with your deployment record (or pass --deployment)",
             file=sys.stderr,
         )
     return 0

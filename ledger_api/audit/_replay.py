@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ledger_api.audit._channels import DeclarationReader, RuleSetChannelCheck
@@ -440,6 +442,9 @@ def write_report(report: ReplayReport, path: str, *, explorer: str | None = None
     text = json.dumps(report.to_json(explorer), indent=2, sort_keys=False) + "\n"
     if path == "-":
         sys.stdout.write(text)
-    else:
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
+    else:  # atomically: a reader (the auditor web page) never sees half a report
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)

@@ -39,7 +39,8 @@ _EXPORTING = threading.Lock()
 )
 async def evidence_bundle(subject: Subject, caller: CurrentAgency, request: Request) -> Response:
     """Export the bundle of ``subject`` up to the current head; verify it offline with
-    ``ledger evidence verify BUNDLE --trusted-block <hash of its last header>`` (docs/evidence.md)."""
+    ``ledger evidence verify BUNDLE --trusted-block <hash of its last block, from your node>
+    --deployment <your record>`` (docs/evidence.md)."""
     deployment = getattr(request.app.state, "deployment", None)
     rpc_url = getattr(request.app.state, "rpc_url", None)
     if deployment is None or not rpc_url:

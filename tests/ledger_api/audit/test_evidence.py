@@ -470,11 +470,17 @@ def test_cli_export_and_verify(chain: Chain, invoice_bundle: dict[str, Any], tmp
     bundle_bytes, _ = read_bundle_zip(out.read_bytes())
     trusted = header_hash(json.loads(bundle_bytes)["blocks"][-1]["header"])
     capsys.readouterr()
-    assert main(["evidence", "verify", str(out), "--trusted-block", trusted, "--json"]) == 0
+    with pytest.raises(SystemExit):  # the contracts must be pinned, or unpinned on purpose
+        main(["evidence", "verify", str(out), "--trusted-block", trusted])
+    capsys.readouterr()
+    pin = ["--deployment", str(record)]
+    assert main(["evidence", "verify", str(out), "--trusted-block", trusted, "--json", *pin]) == 0
     assert json.loads(capsys.readouterr().out)["document_checked"] is True
+    assert main(["evidence", "verify", str(out), "--trusted-block", trusted, "--unsafe-unpinned"]) == 0
+    assert "UNPINNED" in capsys.readouterr().err
     tampered = tmp_path / "tampered.pdf"
     tampered.write_bytes(INVOICE + b" ")
-    assert main(["evidence", "verify", str(out), "--trusted-block", trusted, "--document", str(tampered)]) != 0
+    assert main(["evidence", "verify", str(out), "--trusted-block", trusted, "--document", str(tampered), *pin]) != 0
     err = capsys.readouterr().err
     assert "step 13 (document)" in err and len(err.strip().splitlines()) == 1
 

@@ -37,7 +37,7 @@ async function downloadBundle(path, sha256, status) {
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 1000);
-  show(status, "Evidence bundle saved. Check it offline with: ledger evidence verify FILE --trusted-block <block hash>");
+  show(status, "Evidence bundle saved. Check it offline with: ledger evidence verify FILE --trusted-block <block hash> --deployment <your deployment record>");
 }
 
 const VERDICT_WORDS = {
