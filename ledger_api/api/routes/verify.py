@@ -84,7 +84,12 @@ async def verify_by_hash(
 async def verify_by_cid(cid: CidText, caller: CurrentAgency, model: ReadModelDep, request: Request) -> VerdictPublic:
     """Find the anchor whose stored envelope / report / manifest has this CID and run the checklist
     for its sha256; 404 ``document-not-found`` when no anchor names the CID (422 if it is not a CID)."""
-    anchors = model.documents_by_cid(Cid.parse(cid).to_bytes())
+    parsed = Cid.parse(cid)
+    # The same block has two names when it is dag-pb (Qm… v0 and bafy… v1): either finds the anchor.
+    forms = {parsed.to_bytes(), parsed.to_v1().to_bytes()}
+    if parsed.codec_name == "dag-pb":
+        forms.add(parsed.to_v0().to_bytes())
+    anchors = [a for form in sorted(forms) for a in model.documents_by_cid(form)]
     if not anchors:
         raise DocumentNotFound(cid, "no anchor on the ledger names this CID")
     return _verdict(request, model, anchors[0].sha256)
