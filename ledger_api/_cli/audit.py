@@ -8,6 +8,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from ledger_api._cli._common import load_deployment, load_settings
+
 __all__ = ["register"]
 
 #: Exit status when the replay ran but found something wrong (errors or a digest mismatch).
@@ -149,18 +151,9 @@ def _replay(args: argparse.Namespace) -> int:
         write_html,
         write_report,
     )
-    from ledger_api.chain.deploy import Deployment
-    from ledger_api.config import Settings
-    from ledger_api.errors import ConfigurationError
 
-    try:
-        settings = Settings()
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
-        raise ConfigurationError(str(exc).splitlines()[0] if str(exc) else "invalid settings") from exc
-    path = args.deployment or settings.var_dir / "deployment.json"
-    if not path.exists():
-        raise ConfigurationError(f"no deployment record at {path} (run `ledger up` or pass --deployment)")
-    deployment = Deployment.load(path)
+    settings = load_settings()
+    deployment = load_deployment(settings, args.deployment)
     rpc_url = args.rpc_url or settings.effective_rpc_url
     account, expected = _checkpoint_keys(args, settings)
     resume = None

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from ledger_api._cli._common import load_deployment, load_settings
+
 __all__ = ["register"]
 
 #: Exit status when verification ran and the document is not proven part of an anchored batch.
@@ -49,26 +51,6 @@ def register(subparsers: Any) -> None:
                         help="deployment record (default: <var_dir>/deployment.json)")  # fmt: skip
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     verify.set_defaults(handler=_verify)
-
-
-def _settings() -> Any:
-    from ledger_api.config import Settings
-    from ledger_api.errors import ConfigurationError
-
-    try:
-        return Settings()
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
-        raise ConfigurationError(str(exc).splitlines()[0] if str(exc) else "invalid settings") from exc
-
-
-def _deployment(settings: Any, path: Path | None) -> Any:
-    from ledger_api.chain.deploy import Deployment
-    from ledger_api.errors import ConfigurationError
-
-    record = path or settings.var_dir / "deployment.json"
-    if not record.exists():
-        raise ConfigurationError(f"no deployment record at {record} (run `ledger up` or pass --deployment)")
-    return Deployment.load(record)
 
 
 def _files(paths: list[Path]) -> list[tuple[Path, str]]:
@@ -138,8 +120,8 @@ def _anchor(args: argparse.Namespace) -> int:
     from ledger_api.errors import ConfigurationError, LedgerError
     from ledger_api.outbox import EntryState, Outbox, OutboxWorker
 
-    settings = _settings()
-    deployment = _deployment(settings, None)
+    settings = load_settings()
+    deployment = load_deployment(settings)
     files = _files(args.paths)
     progress = None if args.quiet else sys.stderr
     bar = _Bar(progress, len(files), "files")
@@ -225,8 +207,8 @@ def _on_chain(args: argparse.Namespace, proof_file: dict[str, Any]) -> list[tupl
     from ledger_api.documents import Cid, leaf_hash
     from ledger_api.errors import LedgerError
 
-    settings = _settings()
-    deployment = _deployment(settings, args.deployment)
+    settings = load_settings()
+    deployment = load_deployment(settings, args.deployment)
     root = proof_file["root"]
     decoder = EventDecoder.for_contracts({deployment.ledger: "ClearanceLedger"}, hex_bytes=True)
     topic0 = next(spec.topic0 for spec in decoder.specs if spec.name == "BatchAnchored")

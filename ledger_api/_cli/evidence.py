@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ledger_api._cli._common import load_deployment, load_settings
+
 __all__ = ["register"]
 
 
@@ -68,18 +70,11 @@ def _read_limited(path: Path, limit: int) -> bytes:
 
 def _export(args: argparse.Namespace) -> int:
     from ledger_api.audit import bundle_zip, export_bundle
-    from ledger_api.chain.deploy import Deployment
-    from ledger_api.config import Settings
     from ledger_api.errors import ConfigurationError
     from ledger_api.verify.evidence import MAX_BUNDLE_BYTES, canonical_bundle
 
-    try:
-        settings = Settings()
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
-        raise ConfigurationError(str(exc).splitlines()[0] if str(exc) else "invalid settings") from exc
-    path = args.deployment or settings.var_dir / "deployment.json"
-    if not path.exists():
-        raise ConfigurationError(f"no deployment record at {path} (run `ledger up` or pass --deployment)")
+    settings = load_settings()
+    deployment = load_deployment(settings, args.deployment)
     if args.zip and args.output == "-":
         raise ConfigurationError("--zip needs an output file (-o FILE)")
     proof = None
@@ -90,7 +85,7 @@ def _export(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"{args.merkle_proof} is not JSON: {exc}") from exc
     document = _read_limited(args.document, MAX_BUNDLE_BYTES) if args.document is not None else None
     bundle = export_bundle(
-        args.rpc_url or settings.effective_rpc_url, Deployment.load(path), args.subject, to_block=args.to_block,
+        args.rpc_url or settings.effective_rpc_url, deployment, args.subject, to_block=args.to_block,
         merkle_proof=proof,
     )  # fmt: skip
     if args.zip:
