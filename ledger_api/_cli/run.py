@@ -1,0 +1,274 @@
+"""``ledger run``: the whole embedded consortium in one command, supervised until Ctrl-C.
+
+Starts (or resumes) the embedded anvil under ``var/anvil``, deploys and bootstraps the demo
+consortium once, then runs the API (``ledger serve``) and the oracles that make sense on one
+embedded content store (integrity, risk, bridge, witness) as child processes with their logs under
+``var/logs``; restarts any that dies (backoff), restarts anvil if it dies, and on Ctrl-C / SIGTERM
+stops everything in reverse order, anvil last with its state saved. ``var/run.json`` records the
+URLs while it runs (``ledger demo`` reads it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ledger_api._supervisor import ChildSpec, Supervisor
+from ledger_api.chain.consortium import ConsortiumSpec, default_consortium
+from ledger_api.chain.deploy import Deployment, ensure_deployed
+from ledger_api.chain.node import AnvilNode
+from ledger_api.config import Settings
+from ledger_api.errors import ConfigurationError
+
+__all__ = ["RUN_FILE", "ORACLE_PLAN", "register"]
+
+#: Where a running ``ledger run`` records its URLs, relative to ``var_dir``.
+RUN_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class _OraclePlan:
+    name: str
+    agency: str  # the oracle's default agency; its signer 0 sends the oracle's transactions
+    port_offset: int  # health port = base + offset
+
+
+#: The oracles ``ledger run`` supervises on the embedded store. Replication is left out: with one
+#: shared store there is nothing to replicate to (see docs/oracles/replication.md).
+ORACLE_PLAN = (
+    _OraclePlan("integrity", "CONSORTIUM-AUDIT", 1),
+    _OraclePlan("risk", "CONSORTIUM-RISK", 2),
+    _OraclePlan("bridge", "NL-RTM-CUSTOMS", 3),
+    _OraclePlan("witness", "CONSORTIUM-AUDIT", 4),
+)
+#: Seconds between oracle polls when idle (the oracles' default is 5 s; the demo wants quicker answers).
+_ORACLE_INTERVAL = "2"
+#: Full re-check period of the integrity watch under ``ledger run`` (the default is 300 s).
+_INTEGRITY_RECHECK = "60"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``run`` to the ``ledger`` command."""
+    run = subparsers.add_parser(
+        "run",
+        help="run the whole embedded consortium (anvil, API, oracles) until Ctrl-C",
+        description="Start or resume the embedded consortium under LEDGER_VAR_DIR and supervise it until Ctrl-C.",
+    )
+    run.add_argument("--host", default="127.0.0.1", help="interface of the API (default %(default)s)")
+    run.add_argument("--port", type=int, default=8000, help="API port (default %(default)s)")
+    run.add_argument(
+        "--oracle-ports",
+        type=int,
+        default=9100,
+        metavar="BASE",
+        help="bridge feed on BASE, oracle health endpoints on BASE+1..BASE+4 (default %(default)s)",
+    )
+    run.add_argument("--health-timeout", type=float, default=120.0, help="seconds each component may take to start")
+    run.add_argument("--ipfs", action="store_true", help=argparse.SUPPRESS)
+    run.set_defaults(handler=_run)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:  # pydantic ValidationError is a ValueError
+        raise ConfigurationError(str(exc).splitlines()[0] if str(exc) else "invalid settings") from exc
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _labels(spec: ConsortiumSpec, record: Deployment) -> dict[str, tuple[str, str, str]]:
+    """Keystore label -> (address, what it is, who holds it) for every demo identity."""
+    oracle_keys: dict[str, list[str]] = {}
+    for plan in ORACLE_PLAN:
+        oracle_keys.setdefault(f"{plan.agency.lower()}-signer-0", []).append(plan.name)
+    identities: dict[str, tuple[str, str, str]] = {}
+    for agency in spec.agencies:
+        roles = ",".join(role.name for role in agency.roles)
+        for n, address in enumerate(record.agencies[agency.agency_id].signers):
+            label = agency.signer_label(n)
+            holders = oracle_keys.get(label)
+            custody = "oracle " + "+".join(holders) if holders else "API"
+            identities[label] = (address, f"{agency.agency_id} ({roles})", custody)
+    for trader in spec.traders:
+        kind = "trader" + (", AEO" if trader.aeo else "") + f", registered by {trader.registrar}"
+        identities[trader.label] = (record.traders[trader.label], kind, "API")
+    for n, address in enumerate(record.governors):
+        identities[f"governor-{n}"] = (address, f"governor ({record.threshold}-of-{len(record.governors)})", "API")
+    return identities
+
+
+def _api_signer_labels(identities: dict[str, tuple[str, str, str]]) -> list[str]:
+    """Keys the API signs with: every agency signer and trader key except those an oracle sends with
+    (one journal per signing key, docs/outbox.md). Governor keys are the keystore's, not the outbox's."""
+    return sorted(
+        label for label, (_, _, custody) in identities.items() if custody == "API" and not label.startswith("governor-")
+    )
+
+
+def _banner(
+    settings: Settings,
+    record: Deployment,
+    created: bool,
+    urls: dict[str, Any],
+    identities: dict[str, tuple[str, str, str]],
+) -> str:
+    var = settings.var_dir
+    lines = [
+        "",
+        f"ledger run: consortium {'deployed and bootstrapped' if created else 'resumed'} on chain {record.chain_id} "
+        f"(state in {var}/anvil, logs in {var}/logs)",
+        f"  AgencyRegistry   {record.registry}",
+        f"  ClearanceLedger  {record.ledger}",
+        "",
+        f"  {'component':<18} URL",
+        f"  {'anvil (JSON-RPC)':<18} {urls['rpc']}",
+        f"  {'API':<18} {urls['api']}",
+        f"  {'OpenAPI':<18} {urls['api']}/openapi.json   (health {urls['api']}/health)",
+    ]
+    for name, url in urls["oracles"].items():
+        lines.append(f"  {'oracle ' + name:<18} {url}")
+    lines.append(f"  {'bridge feed':<18} {urls['feed']}/v1/stamps   (partners POST EIP-712-signed stamps)")
+    lines += ["", f"  {'identity (keystore label)':<28} {'address':<43} {'what':<66} signs via"]
+    for label, (address, kind, custody) in identities.items():
+        lines.append(f"  {label:<28} {address:<43} {kind:<66} {custody}")
+    lines += [
+        "",
+        f"  Keys are encrypted in {var}/keys (development password in {var}/keys/.password; never printed).",
+        "  Every request is signed with one of these keys (docs/api.md); for a bearer token instead:",
+        f"    ledger api --url {urls['api']} --as trader-tj-electronics token",
+        f"  Scenario: ledger demo --base-url {urls['api']}        Stop: Ctrl-C (state is kept; run again to resume)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if not settings.embedded:
+        raise ConfigurationError(
+            "`ledger run` runs the embedded consortium; against an external node (LEDGER_RPC_URL) start each "
+            "component on its own: `ledger serve`, `ledger oracle NAME run` (docs/operations.md)"
+        )
+    if args.ipfs:
+        raise ConfigurationError("`ledger run --ipfs` is not implemented yet; the embedded store is used by default")
+    var = settings.var_dir.resolve()
+    base = args.oracle_ports
+    ports = {"API": (args.host, args.port), "bridge feed": ("127.0.0.1", base)}
+    ports |= {f"{p.name} health": ("127.0.0.1", base + p.port_offset) for p in ORACLE_PLAN}
+    busy = [f"{what} {host}:{port}" for what, (host, port) in ports.items() if not _port_free(host, port)]
+    if busy:
+        raise ConfigurationError(f"port(s) in use: {', '.join(busy)} (choose others with --port / --oracle-ports)")
+
+    stopping: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    node = AnvilNode(state_dir=var / "anvil", port=settings.anvil_port, binary=settings.anvil_binary)
+    supervisor: Supervisor | None = None
+    run_file = var / RUN_FILE
+    try:
+        print(f"ledger run: starting the embedded anvil on {node.rpc_url} (state in {var}/anvil)", flush=True)
+        node.start()
+        record, created = ensure_deployed(settings)
+        spec = default_consortium()
+        identities = _labels(spec, record)
+        env = {
+            "LEDGER_VAR_DIR": str(var),
+            "LEDGER_ANVIL_PORT": str(settings.anvil_port),
+            "LEDGER_RPC_URL": "",
+            "PYTHONUNBUFFERED": "1",
+        }
+        api_url = f"http://{args.host}:{args.port}"
+        urls: dict[str, Any] = {"rpc": node.rpc_url, "api": api_url, "feed": f"http://127.0.0.1:{base}", "oracles": {}}
+        specs = [
+            ChildSpec(
+                name="api",
+                log=var / "logs" / "api.log",
+                health_url=f"{api_url}/health",
+                argv=(sys.executable, "-m", "ledger_api.cli", "serve", "--host", args.host, "--port", str(args.port)),
+                env=env | {"LEDGER_SIGNER_LABELS": json.dumps(_api_signer_labels(identities))},
+            )
+        ]
+        for plan in ORACLE_PLAN:
+            port = base + plan.port_offset
+            extra = {"LEDGER_ORACLE_INTERVAL": _ORACLE_INTERVAL}
+            if plan.name == "bridge":
+                extra["LEDGER_ORACLE_FEED_PORT"] = str(base)
+            if plan.name == "integrity":
+                extra["LEDGER_ORACLE_INTEGRITY_RECHECK"] = _INTEGRITY_RECHECK
+            urls["oracles"][plan.name] = f"http://127.0.0.1:{port}/health"
+            specs.append(
+                ChildSpec(
+                    name=f"oracle-{plan.name}",
+                    log=var / "logs" / f"oracle-{plan.name}.log",
+                    health_url=urls["oracles"][plan.name],
+                    env=env | extra,
+                    argv=(sys.executable, "-m", "oracles", plan.name, "run", "--health-port", str(port)),
+                )
+            )
+        supervisor = Supervisor(specs, log=lambda line: print(line, flush=True))
+        print(f"ledger run: starting the API and {len(ORACLE_PLAN)} oracles (logs in {var}/logs)", flush=True)
+        supervisor.start(health_timeout=args.health_timeout, stop=lambda: bool(stopping))
+        children = {c.spec.name: c.pid for c in supervisor.children}
+        _write_atomic(run_file, json.dumps({**urls, "pid": os.getpid(), "children": children}, indent=2) + "\n")
+        print(_banner(settings, record, created, urls, identities), flush=True)
+        print("ledger run: ready", flush=True)
+        _watch(supervisor, node, stopping)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        print("ledger run: stopping (API and oracles, then anvil with its state saved)", flush=True)
+        if supervisor is not None:
+            supervisor.stop()
+        run_file.unlink(missing_ok=True)
+        node.stop()
+        print("ledger run: stopped", flush=True)
+    return 0
+
+
+def _watch(supervisor: Supervisor, node: AnvilNode, stopping: list[int]) -> None:
+    """Until a signal: restart dead children (backoff) and the node when it stops answering."""
+    node_failures = 0
+    next_node_check = 0.0
+    while not stopping:
+        supervisor.poll()
+        now = time.monotonic()
+        if now >= next_node_check:
+            next_node_check = now + 2.0
+            node_failures = 0 if node.chain_id() is not None else node_failures + 1
+            if node_failures >= 2:
+                print(
+                    "ledger run: the embedded anvil stopped answering; restarting it from its saved state", flush=True
+                )
+                node.stop(timeout=5)
+                node.start()
+                node_failures = 0
+        time.sleep(0.25)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
