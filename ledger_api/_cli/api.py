@@ -3,6 +3,7 @@
 ledger api verify invoice.pdf --as cn-tj-customs-signer-0
 ledger api submit declaration.json --document 1:invoice.pdf --as trader-tj-electronics --wait
 ledger api status 17 --as trader-tj-electronics
+ledger api token --as trader-tj-electronics
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _MAX_DECLARATION = 1024 * 1024
 
 
 def register(subparsers: Any) -> None:
-    """Add ``api verify | submit | status``."""
+    """Add ``api verify | submit | status | token``."""
     api = subparsers.add_parser("api", help="use a running service (signed requests with a keystore key)")
     api.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL (default %(default)s)")
     api.add_argument("--as", dest="label", required=True, help="keystore label of the key to sign with")
@@ -48,6 +49,10 @@ def register(subparsers: Any) -> None:
     status = actions.add_parser("status", help="where a submission is")
     status.add_argument("tracking_id")
     status.set_defaults(handler=_status)
+
+    token = actions.add_parser("token", help="mint a bearer API token for this identity (shown once)")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default one day)")
+    token.set_defaults(handler=_token)
 
 
 def _client(args: argparse.Namespace) -> LedgerHttpClient:
@@ -109,4 +114,10 @@ def _submit(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         _print(client.submission(args.tracking_id))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.mint_token(ttl_seconds=args.ttl))
     return 0
