@@ -60,6 +60,8 @@ STAMP_TYPES = (
 )
 #: Supporting document type codes the demo uses.
 INVOICE, PACKING_LIST, CERTIFICATE_OF_ORIGIN = 1, 2, 3
+#: The consortium's audit office: traders share their declarations with it for post-clearance audit.
+AUDITOR = "CONSORTIUM-AUDIT"
 #: Integrity-watch alert reason codes (docs/oracles/integrity.md).
 TAMPER_REASONS = {4101: "tampered", 4102: "missing", 4103: "commitment-mismatch"}
 
@@ -237,7 +239,7 @@ class _Scenario:
             "goods": goods,
             **extra,
         }
-        accepted = client.submit_declaration(declaration, documents)
+        accepted = client.submit_declaration(declaration, documents, share_with=[AUDITOR])
         self.settled(client, accepted, f"submission {reference}")
         view = self.declaration(client, accepted["declaration_id"])
         kinds = ", ".join(
@@ -566,7 +568,7 @@ class _Scenario:
             "goods": corrected_goods,
             "amends": view["declaration_id"],
         }
-        accepted = client.amend_declaration(view["declaration_id"], declaration, [corrected])
+        accepted = client.amend_declaration(view["declaration_id"], declaration, [corrected], share_with=[AUDITOR])
         self.settled(client, accepted, "amendment")
         new = self.declaration(client, accepted["declaration_id"], what="the amended version")
         old = self.declaration(client, view["declaration_id"], lambda d: d["status"] == "SUPERSEDED", what="SUPERSEDED")
@@ -658,24 +660,43 @@ class _Scenario:
 
     def audit(self) -> None:
         """The auditor replays every event from deployment and prints the verdict."""
-        from ledger_api.audit import replay, write_report
-        from ledger_api.documents import content_store
+        from ledger_api.audit import DeclarationReader, replay, write_report
+        from ledger_api.documents import VAULT_FILE, AgencyPrivateKey, VaultKeyrings, content_store
 
-        report = replay(self.rpc_url, self.deployment, rule_store=content_store(self.settings), progress=None)
+        # The auditor opens the declarations shared with it (its X25519 key, the sealing vault's key
+        # wraps) so every channel is re-derived from its anchored rule set and the declaration content.
+        label = AUDITOR.lower()
+        keyrings = VaultKeyrings(self.settings.var_dir / VAULT_FILE)
+        try:
+            reader = (
+                DeclarationReader(
+                    agency=AUDITOR, private_key=AgencyPrivateKey(self.keystore.encryption_key(label)), keyrings=keyrings
+                )
+                if self.keystore.has_encryption_key(label)
+                else None
+            )
+            report = replay(
+                self.rpc_url, self.deployment, rule_store=content_store(self.settings), reader=reader, progress=None
+            )
+        finally:
+            keyrings.close()
         path = self.settings.var_dir / "audit" / "report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_report(report, str(path))
         alerts = report.events_by_name.get("AlertRaised", 0)
+        channels = report.checks.get("channel-rule-set", {}).get("verdicts", {})
         verdict = "OK" if report.ok else "FAILED"
         self.step(
             "CONSORTIUM-AUDIT auditor",
             f"replays {report.throughput.events} events (blocks {report.from_block}..{report.to_block}), "
             f"digest {'=' if report.digest_match else '≠'} views, {len(report.errors)} errors, "
-            f"{len(report.findings) - len(report.errors)} warnings, {alerts} alert(s); report",
+            f"{len(report.findings) - len(report.errors)} warnings, {alerts} alert(s), channels re-derived "
+            f"{json.dumps(channels, sort_keys=True)}; report",
             str(path),
             verdict,
             ok=report.ok,
             errors=[f.code for f in report.errors],
+            channels=channels,
         )
         if not report.ok:
             raise DemoStepFailed(f"the audit replay found problems: {sorted(report.codes())} (see {path})")

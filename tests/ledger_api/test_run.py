@@ -210,6 +210,8 @@ def test_run_demo_stop_and_resume(system: dict[str, Any]) -> None:
     assert step("fetches the document")["status"].startswith("HTTP 5")
     audit = step("replays")
     assert audit["status"] == "OK" and audit["facts"]["ok"] is True
+    channels = audit["facts"]["channels"]
+    assert channels.get("match", 0) >= 4 and set(channels) <= {"match"}, channels  # shared with the auditor
     assert (var / "audit" / "report.json").exists()
 
     # ---- Ctrl-C: everything stops, nothing is left behind
