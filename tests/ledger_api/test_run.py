@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ledger_api.chain.keystore import Keystore
@@ -213,6 +214,35 @@ def test_run_demo_stop_and_resume(system: dict[str, Any]) -> None:
     channels = audit["facts"]["channels"]
     assert channels.get("match", 0) >= 4 and set(channels) <= {"match"}, channels  # shared with the auditor
     assert (var / "audit" / "report.json").exists()
+
+    # ---- a bearer token for a demo identity, from the command line
+    token = subprocess.run(
+        [sys.executable, "-m", "ledger_api.cli", "api", "--url", f"http://127.0.0.1:{ports['api_port']}",
+         "--as", "trader-tj-electronics", "token"],
+        env=first.env, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert token.returncode == 0, token.stderr
+    with LedgerHttpClient(
+        base_url=f"http://127.0.0.1:{ports['api_port']}", token=json.loads(token.stdout)["token"]
+    ) as c:
+        assert len(c.declarations()) >= 4
+
+    # ---- a component that dies is restarted
+    recorded = json.loads((var / "run.json").read_text())
+    os.kill(recorded["children"]["oracle-risk"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while "oracle-risk restarted" not in first.output():
+        assert time.monotonic() < deadline, first.output()
+        time.sleep(0.5)
+    risk_health = recorded["oracles"]["risk"]
+    while True:
+        try:
+            if httpx.get(risk_health, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline + 60, first.output()
+        time.sleep(0.5)
 
     # ---- Ctrl-C: everything stops, nothing is left behind
     family = first.interrupt()
