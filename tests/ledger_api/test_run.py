@@ -244,6 +244,17 @@ def test_run_demo_stop_and_resume(system: dict[str, Any]) -> None:
         assert time.monotonic() < deadline + 60, first.output()
         time.sleep(0.5)
 
+    # ---- the node dies (the native anvil under its Node wrapper): restarted from its saved state
+    wrapper = int((var / "anvil" / "anvil.pid").read_text())
+    for native in _descendants(wrapper):
+        os.kill(native, signal.SIGKILL)
+    while "restarting it from its saved state" not in first.output():
+        assert time.monotonic() < deadline + 90, first.output()
+        time.sleep(0.5)
+    while httpx.get(f"http://127.0.0.1:{ports['api_port']}/health", timeout=5).json()["status"] != "ok":
+        assert time.monotonic() < deadline + 150, first.output()
+        time.sleep(0.5)
+
     # ---- Ctrl-C: everything stops, nothing is left behind
     family = first.interrupt()
     assert len(family) >= 6, family  # anvil (+ its native binary), the API and four oracles
