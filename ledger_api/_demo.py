@@ -133,9 +133,11 @@ class _Scenario:
         settings: Settings,
         out: IO[str],
         timeout: float,
+        ipfs_repo: Path | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.integrity_url = integrity_url
+        self.ipfs_repo = ipfs_repo
         self.feed_url = feed_url.rstrip("/")
         self.rpc_url = rpc_url
         self.settings = settings
@@ -583,16 +585,23 @@ class _Scenario:
 
     def tamper(self, released: dict[str, Any]) -> None:
         """SIMULATED ATTACK: flip a byte of a stored envelope; the integrity watch raises an alert."""
+        from ledger_api._jsipfs import JsIpfs
         from ledger_api.documents import Cid, LocalStore
 
-        if self.settings.ipfs_api:
-            raise self.fail("the tamper step needs the embedded store (LEDGER_IPFS_API is set)")
         document = next(d for d in released["documents"] if d["document_type"] == CERTIFICATE_OF_ORIGIN)
         cid = Cid.from_bytes(bytes.fromhex(document["cid"][2:]))
-        store = LocalStore(self.settings.var_dir / "store")
-        block = store._block_path(cid)  # noqa: SLF001 - the attacker goes behind the store's back
-        if not block.is_file():
-            raise self.fail(f"no stored block for {cid} in {store.root}")
+        block: Path | None
+        if not self.settings.ipfs_api:
+            store = LocalStore(self.settings.var_dir / "store")
+            block = store._block_path(cid)  # noqa: SLF001 - the attacker goes behind the store's back
+        elif self.ipfs_repo is not None:  # the js-ipfs daemon of `ledger run --ipfs`: its repo's block file
+            block = JsIpfs(repo=self.ipfs_repo, api_port=0, gateway_port=0, rpc_port=0, swarm_port=0).block_file(
+                cid.block_key
+            )
+        else:
+            raise self.fail("the tamper step needs the embedded store or the js-ipfs repo of `ledger run --ipfs`")
+        if block is None or not block.is_file():
+            raise self.fail(f"no stored block file for {cid}")
         mode = block.stat().st_mode
         os.chmod(block, mode | 0o200)
         with open(block, "r+b") as handle:
@@ -715,13 +724,15 @@ def run_demo(
     rpc_url: str,
     settings: Settings,
     integrity_url: str = "",
+    ipfs_repo: Path | None = None,
     out: IO[str] = sys.stdout,
     timeout: float = 90.0,
     steps: list[DemoStep] | None = None,
 ) -> list[DemoStep]:
     """Run the scenario against a running system; returns the steps (raises :class:`DemoStepFailed`).
 
-    ``integrity_url`` is the integrity watch's ``/status`` (its finding is shown when given).
+    ``integrity_url`` is the integrity watch's ``/status`` (its finding is shown when given);
+    ``ipfs_repo`` the js-ipfs repo of ``ledger run --ipfs`` (where the tamper step writes).
     ``steps``, when given, receives each step as it completes (kept when a later step fails).
     """
     scenario = _Scenario(
@@ -729,6 +740,7 @@ def run_demo(
         feed_url=feed_url,
         rpc_url=rpc_url,
         integrity_url=integrity_url,
+        ipfs_repo=ipfs_repo,
         settings=settings,
         out=out,
         timeout=timeout,
@@ -769,6 +781,9 @@ def _demo(args: argparse.Namespace) -> int:
     rpc_url = args.rpc_url or recorded.get("rpc") or settings.effective_rpc_url
     integrity = recorded.get("oracles", {}).get("integrity", "").removesuffix("/health")
     integrity_url = args.integrity_url or (integrity + "/status" if integrity else "")
+    if recorded.get("ipfs_api") and not settings.ipfs_api:  # `ledger run --ipfs`: its daemon is the store
+        settings = settings.model_copy(update={"ipfs_api": recorded["ipfs_api"]})
+    ipfs_repo = Path(recorded["ipfs_repo"]) if recorded.get("ipfs_repo") else None
     steps: list[DemoStep] = []
     try:
         run_demo(
@@ -776,6 +791,7 @@ def _demo(args: argparse.Namespace) -> int:
             feed_url=feed_url,
             rpc_url=rpc_url,
             integrity_url=integrity_url,
+            ipfs_repo=ipfs_repo,
             settings=settings,
             timeout=args.timeout,
             steps=steps,

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ledger_api._jsipfs import JsIpfs
 from ledger_api._supervisor import ChildSpec, Supervisor
 from ledger_api.chain.consortium import ConsortiumSpec, default_consortium
 from ledger_api.chain.deploy import Deployment, ensure_deployed
@@ -73,7 +74,11 @@ def register(subparsers: Any) -> None:
         help="bridge feed on BASE, oracle health endpoints on BASE+1..BASE+4 (default %(default)s)",
     )
     run.add_argument("--health-timeout", type=float, default=120.0, help="seconds each component may take to start")
-    run.add_argument("--ipfs", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument(
+        "--ipfs",
+        action="store_true",
+        help="content store: a local js-ipfs daemon (repo var/ipfs, API on BASE+10) instead of var/store",
+    )
     run.set_defaults(handler=_run)
 
 
@@ -146,6 +151,8 @@ def _banner(
     for name, url in urls["oracles"].items():
         lines.append(f"  {'oracle ' + name:<18} {url}")
     lines.append(f"  {'bridge feed':<18} {urls['feed']}/v1/stamps   (partners POST EIP-712-signed stamps)")
+    store = f"js-ipfs {urls['ipfs_api']} (repo {urls['ipfs_repo']})" if "ipfs_api" in urls else f"embedded, {var}/store"
+    lines.append(f"  {'content store':<18} {settings.ipfs_api or store}")
     lines += ["", f"  {'identity (keystore label)':<28} {'address':<43} {'what':<66} signs via"]
     for label, (address, kind, custody) in identities.items():
         lines.append(f"  {label:<28} {address:<43} {kind:<66} {custody}")
@@ -167,12 +174,20 @@ def _run(args: argparse.Namespace) -> int:
             "`ledger run` runs the embedded consortium; against an external node (LEDGER_RPC_URL) start each "
             "component on its own: `ledger serve`, `ledger oracle NAME run` (docs/operations.md)"
         )
-    if args.ipfs:
-        raise ConfigurationError("`ledger run --ipfs` is not implemented yet; the embedded store is used by default")
     var = settings.var_dir.resolve()
     base = args.oracle_ports
     ports = {"API": (args.host, args.port), "bridge feed": ("127.0.0.1", base)}
     ports |= {f"{p.name} health": ("127.0.0.1", base + p.port_offset) for p in ORACLE_PLAN}
+    ipfs: JsIpfs | None = None
+    if args.ipfs:
+        if settings.ipfs_api:
+            raise ConfigurationError("--ipfs starts its own daemon; unset LEDGER_IPFS_API (or drop --ipfs to use it)")
+        ipfs = JsIpfs(repo=var / "ipfs" / "repo", api_port=base + 10, gateway_port=base + 11, rpc_port=base + 12,
+                      swarm_port=base + 13)  # fmt: skip
+        ports |= {f"js-ipfs {what}": ("127.0.0.1", base + 10 + i) for i, what in enumerate(("API", "gateway", "RPC"))}
+        ports["js-ipfs swarm"] = ("127.0.0.1", base + 13)
+    if not settings.ipfs_api:
+        _check_store_mode(var, "ipfs" if args.ipfs else "embedded")
     busy = [f"{what} {host}:{port}" for what, (host, port) in ports.items() if not _port_free(host, port)]
     if busy:
         raise ConfigurationError(f"port(s) in use: {', '.join(busy)} (choose others with --port / --oracle-ports)")
@@ -200,7 +215,22 @@ def _run(args: argparse.Namespace) -> int:
         }
         api_url = f"http://{args.host}:{args.port}"
         urls: dict[str, Any] = {"rpc": node.rpc_url, "api": api_url, "feed": f"http://127.0.0.1:{base}", "oracles": {}}
-        specs = [
+        specs = []
+        if ipfs is not None:
+            print(f"ledger run: preparing the js-ipfs repo in {ipfs.repo}", flush=True)
+            ipfs.prepare()
+            env["LEDGER_IPFS_API"] = ipfs.api
+            urls |= {"ipfs_api": ipfs.api, "ipfs_repo": str(ipfs.repo)}
+            specs.append(
+                ChildSpec(
+                    name="ipfs",
+                    log=var / "logs" / "ipfs.log",
+                    health_url=f"{ipfs.api_url}/api/v0/id",
+                    argv=ipfs.argv(),
+                    env=ipfs.env(),
+                )  # fmt: skip
+            )
+        specs += [
             ChildSpec(
                 name="api",
                 log=var / "logs" / "api.log",
@@ -227,7 +257,8 @@ def _run(args: argparse.Namespace) -> int:
                 )
             )
         supervisor = Supervisor(specs, log=lambda line: print(line, flush=True))
-        print(f"ledger run: starting the API and {len(ORACLE_PLAN)} oracles (logs in {var}/logs)", flush=True)
+        what = ("js-ipfs, " if ipfs is not None else "") + f"the API and {len(ORACLE_PLAN)} oracles"
+        print(f"ledger run: starting {what} (logs in {var}/logs)", flush=True)
         supervisor.start(health_timeout=args.health_timeout, stop=lambda: bool(stopping))
         children = {c.spec.name: c.pid for c in supervisor.children}
         _write_atomic(run_file, json.dumps({**urls, "pid": os.getpid(), "children": children}, indent=2) + "\n")
@@ -266,6 +297,23 @@ def _watch(supervisor: Supervisor, node: AnvilNode, stopping: list[int]) -> None
                 node.start()
                 node_failures = 0
         time.sleep(0.25)
+
+
+def _check_store_mode(var: Path, mode: str) -> None:
+    """Refuse to switch one var dir between the embedded store and js-ipfs: documents live in one of them."""
+    marker = var / "content-store"
+    if marker.exists():
+        recorded = marker.read_text().strip()
+        if recorded != mode:
+            flag = "with --ipfs" if recorded == "ipfs" else "without --ipfs"
+            raise ConfigurationError(f"{var} keeps its documents in the {recorded} store: run `ledger run` {flag}")
+        return
+    if mode == "ipfs" and (var / "api" / "documents.db").exists():
+        raise ConfigurationError(
+            f"{var} already holds documents in the embedded store: run `ledger run` without --ipfs"
+        )
+    var.mkdir(parents=True, exist_ok=True)
+    marker.write_text(mode + "\n")
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -78,6 +78,13 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _alive(pid: int) -> bool:
     """True when ``pid`` exists and is not a zombie."""
     try:
@@ -90,14 +97,16 @@ def _alive(pid: int) -> bool:
 class Run:
     """One ``ledger run`` subprocess and its log."""
 
-    def __init__(self, var: Path, *, api_port: int, anvil_port: int, oracle_base: int, log: Path) -> None:
+    def __init__(
+        self, var: Path, *, api_port: int, anvil_port: int, oracle_base: int, log: Path, extra: tuple[str, ...] = ()
+    ) -> None:
         self.log = log
         self.env = {**os.environ, "LEDGER_VAR_DIR": str(var), "LEDGER_ANVIL_PORT": str(anvil_port),
                     "PYTHONPATH": str(REPO), "LEDGER_RPC_URL": ""}  # fmt: skip
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "ledger_api.cli", "run", "--port", str(api_port),
-                 "--oracle-ports", str(oracle_base)],
+                 "--oracle-ports", str(oracle_base), *extra],
                 stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=REPO,
             )  # fmt: skip
 
@@ -116,6 +125,7 @@ class Run:
     def interrupt(self) -> set[int]:
         """SIGINT (a Ctrl-C); returns the processes it had started, after it exited."""
         family = _descendants(self.process.pid)
+        self.commands = {pid: _cmdline(pid) for pid in family}
         self.process.send_signal(signal.SIGINT)
         assert self.process.wait(timeout=90) == 0, self.output()
         return family
@@ -126,7 +136,7 @@ def system(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """Ports and a var dir for ``ledger run``; whatever is still running at the end is stopped."""
     var = tmp_path / "var"
     var.mkdir()
-    ports = {"api_port": _free_port(), "anvil_port": _free_port(), "oracle_base": _free_range(5)}
+    ports = {"api_port": _free_port(), "anvil_port": _free_port(), "oracle_base": _free_range(14)}
     runs: list[Run] = []
     yield {"var": var, "ports": ports, "runs": runs, "tmp": tmp_path}
     for run in runs:
@@ -275,3 +285,49 @@ def test_run_demo_stop_and_resume(system: dict[str, Any]) -> None:
     family = second.interrupt()
     assert not [pid for pid in family if _alive(pid)]
     assert time.monotonic() - started < 300
+
+
+def test_run_with_js_ipfs_demo_stop_and_resume(system: dict[str, Any]) -> None:
+    """``--ipfs``: a js-ipfs daemon is the content store (started first, stopped after the API and oracles)."""
+    var: Path = system["var"]
+    ports = system["ports"]
+    first = Run(var, **ports, log=system["tmp"] / "run1.log", extra=("--ipfs",))
+    system["runs"].append(first)
+    first.wait_ready()
+    assert f"/ip4/127.0.0.1/tcp/{ports['oracle_base'] + 10}/http" in first.output()
+    steps_file = system["tmp"] / "steps.json"
+    demo = subprocess.run(
+        [sys.executable, "-m", "ledger_api.cli", "demo", "--json", str(steps_file)],
+        env=first.env, cwd=REPO, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    steps = json.loads(steps_file.read_text())
+    tamper = next(s for s in steps if s["action"].startswith("flips byte"))
+    assert "/ipfs/repo/blocks/" in tamper["ref"] and not (var / "store" / "pins").exists()
+    audit = steps[-1]
+    assert audit["status"] == "OK" and set(audit["facts"]["channels"]) == {"match"}
+    fish = next(s for s in steps if s["action"].startswith("declares FISH"))
+    family = first.interrupt()
+    assert "ipfs" in {cmd.split()[0] for cmd in first.commands.values() if cmd}, (
+        first.commands
+    )  # js-ipfs sets its title
+    assert not [pid for pid in family if _alive(pid)]
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "ledger_api.cli", "run", "--port", str(ports["api_port"]),
+         "--oracle-ports", str(ports["oracle_base"])],
+        env=first.env, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "with --ipfs" in refused.stderr
+
+    second = Run(var, **ports, log=system["tmp"] / "run2.log", extra=("--ipfs",))
+    system["runs"].append(second)
+    second.wait_ready()
+    assert "consortium resumed" in second.output()
+    key = bytes(Keystore.from_settings(Settings(var_dir=var)).signer("cn-tj-customs-signer-0").key)
+    with LedgerHttpClient(base_url=f"http://127.0.0.1:{ports['api_port']}", private_key=key) as customs:
+        view = customs.declaration(fish["ref"])
+        packing = next(d for d in view["documents"] if d["document_type"] == 2)
+        assert customs.fetch_document(packing["sha256"]).startswith(b"%PDF packing list")  # from the daemon's repo
+    family = second.interrupt()
+    assert not [pid for pid in family if _alive(pid)]
