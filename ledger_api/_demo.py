@@ -629,9 +629,11 @@ class _Scenario:
 
         verdict = self.until("an integrity alert on the tampered document", alerted, timeout=max(self.timeout, 120))
         alert = next(c for c in verdict["checks"] if c["name"] == "alerts")
+        copy = next((c for c in verdict["checks"] if c["name"] == "stored copy"), None)
+        copy_note = f" (check 2 stored copy: {copy['outcome']})" if copy is not None else ""
         self.step(
             "integrity watch",
-            f"raises an alert on {_short(sha256)}; verifier:",
+            f"raises an alert on {_short(sha256)}; verifier{copy_note}:",
             alert["detail"],
             verdict["status"],
             verdict=verdict["status"],
