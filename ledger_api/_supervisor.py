@@ -44,6 +44,7 @@ class ChildSpec:
     log: Path
     env: Mapping[str, str] = field(default_factory=dict)
     health_url: str | None = None
+    any_status_healthy: bool = False  # any HTTP answer is "ok" (e.g. an RPC API answering GET with 405)
 
 
 @dataclass(kw_only=True)
@@ -173,6 +174,8 @@ class Supervisor:
                 continue
             url = child.spec.health_url
             status = probe(url) if url is not None else 200
+            if status is not None and child.spec.any_status_healthy:
+                status = 200
             report[child.spec.name] = {None: "down", 200: "ok"}.get(status, "degraded")
         return report
 

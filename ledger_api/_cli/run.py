@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -228,7 +229,8 @@ def _run(args: argparse.Namespace) -> int:
                     health_url=f"{ipfs.api_url}/api/v0/id",
                     argv=ipfs.argv(),
                     env=ipfs.env(),
-                )  # fmt: skip
+                    any_status_healthy=True,
+                )
             )
         specs += [
             ChildSpec(
@@ -260,11 +262,15 @@ def _run(args: argparse.Namespace) -> int:
         what = ("js-ipfs, " if ipfs is not None else "") + f"the API and {len(ORACLE_PLAN)} oracles"
         print(f"ledger run: starting {what} (logs in {var}/logs)", flush=True)
         supervisor.start(health_timeout=args.health_timeout, stop=lambda: bool(stopping))
-        children = {c.spec.name: c.pid for c in supervisor.children}
-        _write_atomic(run_file, json.dumps({**urls, "pid": os.getpid(), "children": children}, indent=2) + "\n")
+
+        def record_run() -> None:
+            children = {c.spec.name: c.pid for c in supervisor.children}
+            _write_atomic(run_file, json.dumps({**urls, "pid": os.getpid(), "children": children}, indent=2) + "\n")
+
+        record_run()
         print(_banner(settings, record, created, urls, identities), flush=True)
         print("ledger run: ready", flush=True)
-        _watch(supervisor, node, stopping)
+        _watch(supervisor, node, stopping, on_restart=record_run)
     except KeyboardInterrupt:
         pass
     finally:
@@ -279,13 +285,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _watch(supervisor: Supervisor, node: AnvilNode, stopping: list[int]) -> None:
-    """Until a signal: restart dead children (backoff) and the node when it stops answering."""
+def _watch(supervisor: Supervisor, node: AnvilNode, stopping: list[int], *, on_restart: Callable[[], None]) -> None:
+    """Until a signal: restart dead children (backoff) and the node when it stops answering; report
+    changes of a component's health (every 10 s); ``on_restart`` after a child got a new pid."""
     node_failures = 0
-    next_node_check = 0.0
+    next_node_check = next_health_check = 0.0
+    health: dict[str, str] = {}
+    pids = [c.pid for c in supervisor.children]
     while not stopping:
         supervisor.poll()
+        if [c.pid for c in supervisor.children] != pids:
+            pids = [c.pid for c in supervisor.children]
+            if all(pid is not None for pid in pids):
+                on_restart()
         now = time.monotonic()
+        if now >= next_health_check:
+            next_health_check = now + 10.0
+            current = supervisor.health()
+            for name, state in current.items():
+                if health and state != health.get(name):
+                    log = next(c.spec.log for c in supervisor.children if c.spec.name == name)
+                    print(f"ledger run: {name} is {state} (was {health.get(name)}; log: {log})", flush=True)
+            health = current
         if now >= next_node_check:
             next_node_check = now + 2.0
             node_failures = 0 if node.chain_id() is not None else node_failures + 1

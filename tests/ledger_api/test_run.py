@@ -225,6 +225,12 @@ def test_run_demo_stop_and_resume(system: dict[str, Any]) -> None:
     assert channels.get("match", 0) >= 4 and set(channels) <= {"match"}, channels  # shared with the auditor
     assert (var / "audit" / "report.json").exists()
 
+    # ---- the supervisor reports the integrity watch's health change after the simulated attack
+    deadline = time.monotonic() + 60
+    while "oracle-integrity is degraded (was ok" not in first.output():
+        assert time.monotonic() < deadline, first.output()
+        time.sleep(0.5)
+
     # ---- a bearer token for a demo identity, from the command line
     token = subprocess.run(
         [sys.executable, "-m", "ledger_api.cli", "api", "--url", f"http://127.0.0.1:{ports['api_port']}",
@@ -243,6 +249,9 @@ def test_run_demo_stop_and_resume(system: dict[str, Any]) -> None:
     deadline = time.monotonic() + 60
     while "oracle-risk restarted" not in first.output():
         assert time.monotonic() < deadline, first.output()
+        time.sleep(0.5)
+    while json.loads((var / "run.json").read_text())["children"]["oracle-risk"] == recorded["children"]["oracle-risk"]:
+        assert time.monotonic() < deadline, "run.json not updated after the restart"
         time.sleep(0.5)
     risk_health = recorded["oracles"]["risk"]
     while True:
