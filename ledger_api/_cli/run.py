@@ -11,6 +11,7 @@ URLs while it runs (``ledger demo`` reads it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -189,6 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         ports["js-ipfs swarm"] = ("127.0.0.1", base + 13)
     if not settings.ipfs_api:
         _check_store_mode(var, "ipfs" if args.ipfs else "embedded")
+    _stop_leftovers(var / RUN_FILE)
     busy = [f"{what} {host}:{port}" for what, (host, port) in ports.items() if not _port_free(host, port)]
     if busy:
         raise ConfigurationError(f"port(s) in use: {', '.join(busy)} (choose others with --port / --oracle-ports)")
@@ -318,6 +320,61 @@ def _watch(supervisor: Supervisor, node: AnvilNode, stopping: list[int], *, on_r
                 node.start()
                 node_failures = 0
         time.sleep(0.25)
+
+
+def _stop_leftovers(run_file: Path, *, timeout: float = 15.0) -> None:
+    """After a supervisor that was killed (``run.json`` left behind, its pid gone): stop the components
+    it had started, which still run in their own sessions. Raises when that supervisor still runs."""
+    try:
+        recorded = json.loads(run_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    supervisor_pid = int(recorded.get("pid", 0))
+    if _is_running(supervisor_pid) and " run" in _cmdline(supervisor_pid):
+        raise ConfigurationError(f"`ledger run` is already running for this var dir (pid {recorded['pid']})")
+    leftovers = []
+    for pid in (int(p) for p in recorded.get("children", {}).values() if p):
+        try:
+            ours = any(mark in _cmdline(pid) for mark in ("ledger_api.cli serve", "-m oracles", "ipfs"))
+            if _is_running(pid) and os.getpgid(pid) == pid and ours:  # still the session leader we started
+                os.killpg(pid, signal.SIGTERM)
+                leftovers.append(pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    deadline = time.monotonic() + timeout
+    while any(_is_running(pid) for pid in leftovers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    if leftovers:
+        print(f"ledger run: stopped {len(leftovers)} component(s) left by an earlier run that was killed", flush=True)
+    run_file.unlink(missing_ok=True)
+
+
+def _cmdline(pid: int) -> str:
+    """The command line of ``pid`` (empty when unknown)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_running(pid: int) -> bool:
+    """True when ``pid`` exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return state != "Z"
 
 
 def _check_store_mode(var: Path, mode: str) -> None:

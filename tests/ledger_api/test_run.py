@@ -291,8 +291,25 @@ def test_run_demo_stop_and_resume(system: dict[str, Any]) -> None:
     with LedgerHttpClient(base_url=f"http://127.0.0.1:{ports['api_port']}", private_key=key) as trader:
         mine = {d["declaration_id"]: d["status"] for d in trader.declarations()}
     assert mine.get(fish["ref"]) == "RELEASED"
-    family = second.interrupt()
-    assert not [pid for pid in family if _alive(pid)]
+    # ---- a second `ledger run` on the same var dir is refused while one runs
+    twice = subprocess.run(
+        [sys.executable, "-m", "ledger_api.cli", "run", "--port", str(_free_port()), "--oracle-ports",
+         str(_free_range(5))],
+        env=second.env, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert twice.returncode == 1 and "already running" in twice.stderr
+
+    # ---- the supervisor is SIGKILLed: the next run stops what it left and resumes
+    orphans = _descendants(second.process.pid)
+    second.process.kill()
+    second.process.wait()
+    assert [pid for pid in orphans if _alive(pid)]  # its components outlive it (own sessions)
+    third = Run(var, **ports, log=system["tmp"] / "run3.log")
+    system["runs"].append(third)
+    third.wait_ready()
+    assert "left by an earlier run that was killed" in third.output() and "consortium resumed" in third.output()
+    family = third.interrupt()
+    assert not [pid for pid in family | orphans if _alive(pid)]
     assert time.monotonic() - started < 300
 
 
