@@ -10,9 +10,9 @@ VENV := .venv
 BVENV := .venv-brownie
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: dev run demo test test-contracts test-python artifacts artifacts-check gas lint bench clean stop
+.PHONY: dev run demo test test-contracts test-python artifacts artifacts-check gas lint bench clean stop ipfs-tools browser-tools
 
-dev: node_modules/.installed $(VENV)/.installed $(BVENV)/.installed ipfs-tools
+dev: node_modules/.installed $(VENV)/.installed $(BVENV)/.installed ipfs-tools browser-tools
 	@$(VENV)/bin/python scripts/toolchain/install_solc.py >/dev/null
 	@scripts/toolchain/brownie_networks.sh
 
@@ -36,6 +36,13 @@ $(BVENV)/.installed: scripts/toolchain/brownie-requirements.txt
 # js-ipfs daemons for the integration tests (scripts/ipfs has its own package.json).
 ipfs-tools:
 	@if [ -x scripts/ipfs/setup.sh ]; then scripts/ipfs/setup.sh; fi
+
+# Debian's chromium for the browser tests (tests/e2e drive it with Playwright; Playwright's own browser
+# download is never used and fails here). Installed only when /usr/bin/chromium is missing; the e2e
+# tests fail, not skip, without it.
+browser-tools:
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }
 
 run: dev
 	$(VENV)/bin/ledger run --host 127.0.0.1 --port $(or $(PORT),8000) $(if $(ORACLE_PORTS),--oracle-ports $(ORACLE_PORTS))
@@ -70,7 +77,7 @@ lint: dev
 # Benchmarks: each rewrites its section of BENCHMARKS.md (QUICK=1 for short runs). The API benchmark
 # drives the server with `wrk` (Debian package) when it is there; it is installed here if apt can.
 bench: dev
-	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && (apt-get install -y -qq wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)) || echo "bench: wrk not installed; the wrk rows are skipped"; }
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)) || echo "bench: wrk not installed; the wrk rows are skipped"; }
 	$(VENV)/bin/python bench/run_all.py $(if $(QUICK),--quick)
 
 clean:

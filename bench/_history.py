@@ -1,4 +1,5 @@
-"""Generate a large, valid event history on a real anvil quickly (shared by the index and replay benchmarks).
+"""Shared by the chain benchmarks: a fresh anvil with the default consortium, a large valid event
+history generated quickly, and web3's own event decoders (the baseline the benchmarks compare with).
 
 Transactions are signed in-process with coincurve (``FastSigner``), sent in JSON-RPC batches with
 automine off, and mined in large blocks. A third each: alerts raised by the consortium auditor,
@@ -9,12 +10,19 @@ every one a valid action, so a replay of the history reports no findings.
 from __future__ import annotations
 
 import hashlib
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from web3 import Web3  # noqa: E402
+
+from ledger_api.chain import AnvilNode, Deployment, deploy_consortium, load_artifact  # noqa: E402
 from ledger_api.chain import _tx_calls as calls  # noqa: E402
 from ledger_api.chain._signing import FastSigner, UnsignedTransaction  # noqa: E402
 from ledger_api.chain._tx_calls import SupportingDocumentRef  # noqa: E402
@@ -23,7 +31,57 @@ from ledger_api.chain.deploy import agency_id_bytes  # noqa: E402
 from ledger_api.chain.events import JsonRpc  # noqa: E402
 from ledger_api.chain.keystore import Keystore  # noqa: E402
 
-__all__ = ["generate_history"]
+__all__ = ["LocalChain", "free_port", "generate_history", "local_chain", "web3_event_decoders"]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LocalChain:
+    """A benchmark's own anvil with the default consortium deployed."""
+
+    node: AnvilNode
+    w3: Web3
+    keystore: Keystore
+    deployment: Deployment
+
+
+@contextmanager
+def local_chain(tmp: Path, *, timeout: float = 120.0) -> Iterator[LocalChain]:
+    """Start anvil under ``tmp`` on a free port, deploy and bootstrap the default consortium (keys in
+    ``tmp/keys``), and stop the node afterwards."""
+    node = AnvilNode(state_dir=tmp / "anvil", port=free_port())
+    node.start()
+    try:
+        w3 = Web3(Web3.HTTPProvider(node.rpc_url, request_kwargs={"timeout": timeout}))
+        (tmp / "keys").mkdir(exist_ok=True)
+        keystore = Keystore(directory=tmp / "keys", password="benchmark-keystore-password")
+        deployment = deploy_consortium(w3, spec=default_consortium(), keystore=keystore, fund=True)
+        yield LocalChain(node=node, w3=w3, keystore=keystore, deployment=deployment)
+    finally:
+        node.stop()
+
+
+def web3_event_decoders(w3: Web3, deployment: Deployment) -> dict[tuple[str, bytes], Any]:
+    """web3's decoder of every event of both contracts, by (address, topic0): the baseline."""
+    decoders: dict[tuple[str, bytes], Any] = {}
+    for name, address in (("AgencyRegistry", deployment.registry), ("ClearanceLedger", deployment.ledger)):
+        contract = w3.eth.contract(address=address, abi=load_artifact(name).abi)
+        for event in contract.events:
+            inputs = event.abi["inputs"]
+            types = ",".join(
+                "(" + ",".join(c["type"] for c in p["components"]) + ")" + p["type"][5:]
+                if p["type"].startswith("tuple")
+                else p["type"]
+                for p in inputs
+            )
+            decoders[(address, bytes(Web3.keccak(text=f"{event.abi['name']}({types})")))] = event()
+    return decoders
 
 
 def _h(label: str) -> bytes:

@@ -106,6 +106,12 @@ def _fmt(value: float | None) -> str:
     return f"{value:,.2f}"
 
 
+def _ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "—"
+    return f"{ratio:.2f}x" if ratio >= 0.01 else f"{ratio:.1e}x"
+
+
 def _header(facts: dict[str, Any]) -> str:
     rows: list[str] = []
     for path in sorted(RESULTS.glob("*.json")):
@@ -117,7 +123,7 @@ def _header(facts: dict[str, Any]) -> str:
             rows.append(
                 f"| {record['title']} | {g.figure} | {_fmt(g.value)} {g.unit} | "
                 f"{g.baseline or '—'}{'' if g.baseline_value is None else ': ' + _fmt(g.baseline_value)} | "
-                f"{'—' if ratio is None else f'{ratio:.2f}x'} | {g.goal} | {verdict} | {record['date']} |"
+                f"{_ratio(ratio)} | {g.goal} | {verdict} | {record['date']} |"
             )
     return "\n".join(
         [

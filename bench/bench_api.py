@@ -29,7 +29,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import httpx  # noqa: E402
+from _history import free_port  # noqa: E402
 from _report import Goal, publish  # noqa: E402
 from bench_submit import bench_naive  # noqa: E402
 from web3 import Web3  # noqa: E402
@@ -56,12 +56,6 @@ from ledger_api.client import LedgerHttpClient  # noqa: E402
 from ledger_api.config import Settings  # noqa: E402
 
 TRADERS = ("trader-tj-electronics", "trader-tj-foods", "trader-rtm-importer")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -284,10 +278,10 @@ def main() -> None:
     n_verify, n_upload, n_decl = (2_000, 10, 300) if args.quick else (20_000, 30, 2_000)
 
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
-        settings = Settings(var_dir=Path(tmp) / "var", anvil_port=_free_port())
+        settings = Settings(var_dir=Path(tmp) / "var", anvil_port=free_port())
         record, _ = ensure_deployed(settings)
         keystore = Keystore.from_settings(settings)
-        port = _free_port()
+        port = free_port()
         server = _start_server(settings, port, Path(tmp) / "serve.log")
         base = f"http://127.0.0.1:{port}"
         try:
@@ -378,16 +372,18 @@ def main() -> None:
             "|---|---|---|",
             *(f"| {a} | {b} | {c} |" for a, b, c in rows),
             "",
-            "Where the time goes (cProfile of the server, and the CPU-second figures above): a signed request",
-            "costs ~0.6 ms of authentication (RFC 9421 parsing in `http-message-signatures`, secp256k1",
+            "Where the time goes (a cProfile of the server on 2026-11-23, and the CPU-second figures above): a",
+            "signed request costs ~0.6 ms of authentication (RFC 9421 parsing in `http-message-signatures`, secp256k1",
             "recovery, the nonce row); an anchored verdict ~0.6 ms (about ten indexed SQLite queries in",
             "`gather_facts` and the response model); the rest is uvicorn/Starlette/FastAPI. An API token",
             "removes the signature cost, which is why the token rows are the closest to the 3,000 req/s goal;",
-            "`wrk` itself and anvil share the two cores with the server. A submission costs ~9 ms of server",
+            f"`wrk` itself and anvil share the two cores with the server. A submission costs "
+            f"{declarations['cpu_ms']:.1f} ms of server",
             "CPU in one Python process: multipart parsing, authentication, sealing (X25519 + AES-GCM), the",
             "embedded store's fsync'd put, the vault row, the group-committed journal, and the outbox",
             "worker's estimate / sign / send / receipt plus the indexer decoding the new events. The write",
-            "path is therefore CPU-bound near 110-135 declarations/s here; the outbox alone sustains ~1,000/s",
+            f"path is therefore CPU-bound near {declarations['rate']:,.0f} declarations/s here; the outbox alone "
+            "sustains several times that",
             "(Submission section). Getting to 500/s through HTTP needs the HTTP intake spread over several",
             "processes (SQLite WAL takes concurrent journal writers) with one outbox worker: not built yet.",
             "",

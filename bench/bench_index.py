@@ -15,7 +15,6 @@ BENCHMARKS.md (``--no-write``: print only).
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
 import time
@@ -25,21 +24,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _history import generate_history  # noqa: E402
+from _history import LocalChain, generate_history, local_chain, web3_event_decoders  # noqa: E402
 from _report import Goal, publish  # noqa: E402
-from web3 import Web3  # noqa: E402
 
-from ledger_api.chain import AnvilNode, deploy_consortium, load_artifact  # noqa: E402
-from ledger_api.chain.consortium import default_consortium  # noqa: E402
 from ledger_api.chain.events import EventDecoder, JsonRpc, fetch_logs  # noqa: E402
-from ledger_api.chain.keystore import Keystore  # noqa: E402
 from ledger_api.index import Indexer  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main() -> None:
@@ -49,14 +38,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        node = AnvilNode(state_dir=tmp / "anvil", port=_free_port())
-        node.start()
-        try:
-            _run(node, tmp, options.events, options.repeat, not options.no_write)
-        finally:
-            node.stop()
+    with tempfile.TemporaryDirectory() as tmp_name, local_chain(Path(tmp_name)) as chain:
+        _run(chain, Path(tmp_name), options.events, options.repeat, not options.no_write)
 
 
 def _best(fn: Any, repeat: int, clock: Any = time.process_time) -> float:
@@ -70,13 +53,8 @@ def _best(fn: Any, repeat: int, clock: Any = time.process_time) -> float:
     return best
 
 
-def _run(node: AnvilNode, tmp: Path, events: int, repeat: int, write: bool) -> None:
-    w3 = Web3(Web3.HTTPProvider(node.rpc_url, request_kwargs={"timeout": 120}))
-    (tmp / "keys").mkdir()
-    keystore = Keystore(directory=tmp / "keys", password="bench-index-password")
-    deployment = deploy_consortium(w3, spec=default_consortium(), keystore=keystore, fund=True)
-    ledger = w3.eth.contract(address=deployment.ledger, abi=load_artifact("ClearanceLedger").abi)
-    registry = w3.eth.contract(address=deployment.registry, abi=load_artifact("AgencyRegistry").abi)
+def _run(chain: LocalChain, tmp: Path, events: int, repeat: int, write: bool) -> None:
+    node, w3, keystore, deployment = chain.node, chain.w3, chain.keystore, chain.deployment
     rpc = JsonRpc(rpc_url=node.rpc_url, timeout=120)
     t0 = time.perf_counter()
     generate_history(rpc, keystore, deployment.ledger, events)
@@ -110,21 +88,11 @@ def _run(node: AnvilNode, tmp: Path, events: int, repeat: int, write: bool) -> N
     t_static = _best(lambda: decoder.decode_all(static_logs), repeat)
     t_dynamic = _best(lambda: decoder.decode_all(dynamic_logs), repeat)
 
-    by_topic: dict[Any, Any] = {}
-    for contract in (ledger, registry):
-        for event in contract.events:
-            entry = event.abi
-            types = ",".join(
-                "(" + ",".join(c["type"] for c in p["components"]) + ")" + p["type"][5:]
-                if p["type"].startswith("tuple")
-                else p["type"]
-                for p in entry["inputs"]
-            )
-            by_topic[(contract.address, Web3.keccak(text=f"{entry['name']}({types})"))] = event()
+    by_topic = web3_event_decoders(w3, deployment)
 
     def web3_decode() -> None:
         for log in web3_logs:
-            by_topic[(log["address"], log["topics"][0])].process_log(log)
+            by_topic[(log["address"], bytes(log["topics"][0]))].process_log(log)
 
     t_web3_decode = _best(web3_decode, 1)
 

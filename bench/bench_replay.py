@@ -16,7 +16,6 @@ Run: ``.venv/bin/python bench/bench_replay.py [--events 100000]``.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
 import time
@@ -26,39 +25,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _history import generate_history  # noqa: E402
+from _history import generate_history, local_chain, web3_event_decoders  # noqa: E402
 from _report import Goal, publish  # noqa: E402
 from web3 import Web3  # noqa: E402
 
 from ledger_api.audit import replay  # noqa: E402
-from ledger_api.chain import AnvilNode, deploy_consortium, load_artifact  # noqa: E402
-from ledger_api.chain.consortium import default_consortium  # noqa: E402
 from ledger_api.chain.events import JsonRpc  # noqa: E402
-from ledger_api.chain.keystore import Keystore  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _web3_baseline(w3: Web3, deployment: Any, first: int, limit: int) -> tuple[int, float, int]:
     """web3 get_logs + process_log over the first blocks holding about ``limit`` events.
 
     Returns (events, seconds, last block)."""
-    events_by_topic: dict[tuple[str, bytes], Any] = {}
-    for name, address in (("AgencyRegistry", deployment.registry), ("ClearanceLedger", deployment.ledger)):
-        contract = w3.eth.contract(address=address, abi=load_artifact(name).abi)
-        for event in contract.events:
-            entry = event.abi
-            types = ",".join(
-                "(" + ",".join(c["type"] for c in p["components"]) + ")" + p["type"][5:]
-                if p["type"].startswith("tuple")
-                else p["type"]
-                for p in entry["inputs"]
-            )
-            events_by_topic[(address, bytes(Web3.keccak(text=f"{entry['name']}({types})")))] = event()
+    decoders = web3_event_decoders(w3, deployment)
     head = w3.eth.block_number
     last = first
     count = 0
@@ -71,7 +50,7 @@ def _web3_baseline(w3: Web3, deployment: Any, first: int, limit: int) -> tuple[i
             {"address": [deployment.registry, deployment.ledger], "fromBlock": last, "toBlock": to_block}  # type: ignore[typeddict-item]
         )
         for log in logs:
-            events_by_topic[(log["address"], bytes(log["topics"][0]))].process_log(log)
+            decoders[(log["address"], bytes(log["topics"][0]))].process_log(log)
         seconds += time.perf_counter() - t0
         count += len(logs)
         last = to_block + 1
@@ -86,14 +65,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp_name:
-        tmp = Path(tmp_name)
-        node = AnvilNode(state_dir=tmp / "anvil", port=_free_port())
-        node.start()
-        try:
-            w3 = Web3(Web3.HTTPProvider(node.rpc_url, request_kwargs={"timeout": 300}))
-            (tmp / "keys").mkdir()
-            keystore = Keystore(directory=tmp / "keys", password="bench-replay-password")
-            deployment = deploy_consortium(w3, spec=default_consortium(), keystore=keystore, fund=True)
+        with local_chain(Path(tmp_name), timeout=300) as chain:
+            node, w3, keystore, deployment = chain.node, chain.w3, chain.keystore, chain.deployment
             t0 = time.perf_counter()
             with JsonRpc(rpc_url=node.rpc_url, timeout=300) as rpc:
                 generate_history(rpc, keystore, deployment.ledger, args.events)
@@ -104,8 +77,6 @@ def main() -> None:
             base_events, base_seconds, base_last = _web3_baseline(
                 w3, deployment, deployment.deployment_block, args.baseline_events
             )
-        finally:
-            node.stop()
 
     t = report.throughput
     rate = t.events_per_second

@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import os
 import platform
-import socket
 import sys
 import tempfile
 import threading
@@ -32,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from _history import local_chain  # noqa: E402
 from _report import Goal, publish  # noqa: E402
 from eth_account import Account  # noqa: E402
 from web3 import Web3  # noqa: E402
@@ -39,19 +39,10 @@ from web3 import Web3  # noqa: E402
 from ledger_api.chain import _tx_calls as calls  # noqa: E402
 from ledger_api.chain._signing import FastSigner, UnsignedTransaction  # noqa: E402
 from ledger_api.chain.client import LedgerClient  # noqa: E402
-from ledger_api.chain.consortium import default_consortium  # noqa: E402
-from ledger_api.chain.deploy import agency_id_bytes, deploy_consortium  # noqa: E402
-from ledger_api.chain.keystore import Keystore  # noqa: E402
-from ledger_api.chain.node import AnvilNode  # noqa: E402
+from ledger_api.chain.deploy import agency_id_bytes  # noqa: E402
 from ledger_api.outbox import Outbox, OutboxWorker  # noqa: E402
 
 TJ = agency_id_bytes("CN-TJ-CUSTOMS")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _call(tag: str, i: int) -> calls.LedgerCall:
@@ -151,13 +142,8 @@ def main() -> None:
     print(f"signing: coincurve {fast_rate:,.0f}/s, eth-account {slow_rate:,.0f}/s ({fast_rate / slow_rate:.1f}x)")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        (tmp / "keys").mkdir()
-        node = AnvilNode(state_dir=tmp / "anvil", port=_free_port())
-        node.start()
-        try:
-            keystore = Keystore(directory=tmp / "keys", password="benchmark-password")
-            w3 = Web3(Web3.HTTPProvider(node.rpc_url))
-            deployment = deploy_consortium(w3, spec=default_consortium(), keystore=keystore, fund=True)
+        with local_chain(tmp) as chain:
+            node, w3, keystore, deployment = chain.node, chain.w3, chain.keystore, chain.deployment
             keys = [bytes(keystore.signer(label).key) for label in deployment.traders]
             naive_rate = bench_naive(w3, keys[0], deployment.ledger, naive_count)
             print(f"naive sign+send+wait: {naive_rate:,.0f} declarations/s ({naive_count})")
@@ -166,8 +152,6 @@ def main() -> None:
             result = bench_outbox(client, tmp / "outbox-group.sqlite3", signers, count, args.group)
             single = bench_outbox(client, tmp / "outbox-single.sqlite3", signers, count, 1)
             client.close()
-        finally:
-            node.stop()
     ratio = result["anchored_per_s"] / naive_rate
     print(
         f"outbox: {result['anchored_per_s']:,.0f} anchored/s sustained over {count} ({result['seconds']:.1f} s); "

@@ -24,9 +24,11 @@ _GROUPS = (
     "ledger_api._cli.run",
     "ledger_api._cli.demo",
     "ledger_api._cli.documents",
+    "ledger_api._cli.batch",
     "ledger_api._cli.api",
     "ledger_api._cli.oracle",
     "ledger_api._cli.audit",
+    "ledger_api._cli.evidence",
 )
 
 EXIT_ERROR = 1

@@ -114,6 +114,23 @@ class LedgerHttpClient:
         result: list[dict[str, Any]] = self._request("GET", "/v1/declarations")
         return result
 
+    def my_declarations(self, *, limit: int = 50, after: str | None = None) -> dict[str, Any]:
+        """``GET /v1/declarations/mine``: one page of the calling trader's declarations (``items``, ``next_after``)."""
+        query = httpx.QueryParams({k: v for k, v in {"limit": limit, "after": after}.items() if v})
+        return self._json("GET", f"/v1/declarations/mine?{query}")
+
+    def whoami(self) -> dict[str, Any]:
+        """``GET /v1/me``: the identity this client's key or token resolves to."""
+        return self._json("GET", "/v1/me")
+
+    def audit_report(self) -> dict[str, Any]:
+        """``GET /v1/audit/report`` (auditors): the latest replay report and when it was written."""
+        return self._json("GET", "/v1/audit/report")
+
+    def verify_cid(self, cid: str) -> dict[str, Any]:
+        """``GET /v1/verify/cid/{cid}``: the verdict for the document whose stored copy has this CID."""
+        return self._json("GET", f"/v1/verify/cid/{cid}")
+
     def declaration(self, declaration_id: str) -> dict[str, Any]:
         """``GET /v1/declarations/{id}``."""
         return self._json("GET", f"/v1/declarations/{declaration_id}")

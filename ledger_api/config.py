@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     rate_limit_failure_rate: float = Field(default=1.0, gt=0, description="failed authentications/s per address")
     rate_limit_failure_burst: int = Field(default=30, ge=1)
     metrics_token: SecretStr | None = Field(default=None, description="bearer token for GET /metrics; none = loopback")
+    audit_report: Path | None = Field(
+        default=None, description="replay report served to auditors (GET /v1/audit/report); default "
+        "<var_dir>/audit/report.json"
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _no_embedded_secrets_in_production(self) -> Settings:
@@ -54,6 +58,11 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when the ledger runs its own anvil under ``var_dir``."""
         return not self.rpc_url
+
+    @property
+    def audit_report_path(self) -> Path:
+        """Where the latest ``ledger audit replay --report`` JSON is read from (``audit_report`` or the default)."""
+        return self.audit_report or self.var_dir / "audit" / "report.json"
 
     @property
     def effective_rpc_url(self) -> str:

@@ -59,7 +59,19 @@ The tree::
     │   ├── TokenNotFound             no API token with this id of the caller (HTTP 404)
     │   ├── InvalidSubmission         a write request is malformed or inconsistent (HTTP 422)
     │   ├── StampNotFound             no such stamp, or none of the caller's agency (HTTP 404)
-    │   └── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
+    │   ├── ProposalNotFound          no governance proposal with this id in the read model (HTTP 404)
+    │   └── AuditReportNotFound       no replay report at the configured path yet (HTTP 404)
+    ├── EvidenceError                 evidence bundles (ledger_api.verify.evidence, ledger_api.audit export)
+    │   ├── MalformedBundle           not a bundle of a known format: size, JSON, canonical form, schema (step 1)
+    │   │   └── BundleTooLarge        the bundle is over the size limit (refused before parsing)
+    │   ├── EvidenceInvalid           a step of the offline checklist failed (``step``, ``check`` name it)
+    │   ├── EvidenceExportError       the exporter cannot build a bundle for this subject (HTTP 404)
+    │   └── ExportBusy                the service is already exporting a bundle; retry later (HTTP 503)
+    ├── AuditCheckpointError          an auditor replay checkpoint cannot be resumed from (ledger_api.audit)
+    │   ├── CheckpointUnsigned        it carries no signature and unsigned checkpoints were not allowed
+    │   ├── CheckpointTampered        malformed, altered after signing, or not signed by the expected key
+    │   ├── CheckpointForeign         it is about another chain id / contract addresses / deployment
+    │   └── CheckpointNotPrefix       the node's history no longer contains the checkpointed block
     └── OracleError                   a long-running oracle (oracles/) could not do its work
         ├── RuleSetError              a risk rule set is missing, malformed or not the anchored one
         ├── AttestationRejected       a partner feed item is forged, replayed, expired or malformed
@@ -75,13 +87,19 @@ import math
 __all__ = [
     "AccessError",
     "AttestationRejected",
+    "AuditCheckpointError",
     "AccessRevoked",
+    "AuditReportNotFound",
     "ArtifactMismatch",
     "AuthenticationError",
     "CanonicalizationError",
     "ChainError",
     "ChainUnavailable",
     "CheckpointError",
+    "CheckpointForeign",
+    "CheckpointNotPrefix",
+    "CheckpointTampered",
+    "CheckpointUnsigned",
     "ConfigurationError",
     "ContractRevert",
     "DeclarationNotFound",
@@ -92,6 +110,12 @@ __all__ = [
     "DocumentTooLarge",
     "EnvelopeError",
     "EventDecodeError",
+    "EvidenceError",
+    "EvidenceExportError",
+    "EvidenceInvalid",
+    "ExportBusy",
+    "BundleTooLarge",
+    "MalformedBundle",
     "Forbidden",
     "GasLimitExceeded",
     "IdempotencyConflict",
@@ -687,6 +711,118 @@ class ProposalNotFound(AccessError):
     def __init__(self, proposal_id: int) -> None:
         self.proposal_id = proposal_id
         super().__init__(f"no governance proposal {proposal_id}")
+
+
+# --- evidence bundles (owned by ledger_api.verify.evidence and ledger_api.audit._evidence) --------
+
+
+class EvidenceError(LedgerError):
+    """Root of evidence-bundle errors. ``step`` / ``check`` name the checklist step (0 = not a step)."""
+
+    code = "evidence"
+
+    def __init__(self, message: str, *, step: int = 0, check: str = "") -> None:
+        self.step = step
+        self.check = check
+        prefix = f"step {step} ({check}) failed: " if step else ""
+        super().__init__(prefix + message)
+
+    def diagnostics(self) -> str:
+        return f"{self}\nSee docs/evidence.md (the verification checklist, and what each step proves)."
+
+
+class MalformedBundle(EvidenceError):
+    """The input is not an evidence bundle of a known format (step 1: size, JSON, canonical form, schema)."""
+
+    code = "malformed-bundle"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, step=1, check="format")
+
+
+class BundleTooLarge(MalformedBundle):
+    """The bundle is larger than the reader's limit; refused before it is parsed."""
+
+    code = "bundle-too-large"
+
+    def __init__(self, *, limit: int, seen: int) -> None:
+        self.limit = limit
+        self.seen = seen
+        super().__init__(f"bundle exceeds the size limit of {limit} bytes (at least {seen} bytes seen)")
+
+
+class EvidenceInvalid(EvidenceError):
+    """A step of the offline checklist failed: the bundle does not prove what it claims."""
+
+    code = "evidence-invalid"
+
+
+class EvidenceExportError(EvidenceError):
+    """The exporter cannot build a bundle for this subject (not anchored, node data inconsistent, …)."""
+
+    code = "evidence-export"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nCheck the sha256 / declaration id, and that the node runs the deployment's chain."
+
+
+class ExportBusy(EvidenceError):
+    """The service builds one evidence bundle at a time (each reads every block header); retry later."""
+
+    code = "export-busy"
+
+    def __init__(self, *, retry_after: int = 5) -> None:
+        #: Seconds to wait before retrying (the Retry-After header).
+        self.retry_after = retry_after
+        super().__init__("an evidence bundle is being built for another request; retry shortly")
+
+
+class AuditReportNotFound(AccessError):
+    """No replay report has been written to the configured path yet (``ledger audit replay --report``)."""
+
+    code = "audit-report-not-found"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nRun `ledger audit replay --report FILE` with FILE = LEDGER_AUDIT_REPORT (docs/web.md)."
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+class AuditCheckpointError(LedgerError):
+    """An auditor replay checkpoint (``ledger audit replay --resume``) cannot be resumed from."""
+
+    code = "audit-checkpoint"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nRun a full replay (without --resume) and write a new checkpoint with --checkpoint."
+
+
+class CheckpointUnsigned(AuditCheckpointError):
+    """The checkpoint carries no signature, and unsigned checkpoints were not allowed."""
+
+    code = "audit-checkpoint-unsigned"
+
+    def diagnostics(self) -> str:
+        return f"{self}\nPass --signer LABEL when writing checkpoints, or --unsigned-checkpoint to accept this one."
+
+
+class CheckpointTampered(AuditCheckpointError):
+    """The checkpoint is malformed, was altered after signing, or was not signed by the expected key."""
+
+    code = "audit-checkpoint-tampered"
+
+
+class CheckpointForeign(AuditCheckpointError):
+    """The checkpoint is about another chain id, other contract addresses or another deployment block."""
+
+    code = "audit-checkpoint-foreign"
+
+
+class CheckpointNotPrefix(AuditCheckpointError):
+    """The node's block hash at the checkpoint height differs (or the block is gone): history was rewritten."""
+
+    code = "audit-checkpoint-not-prefix"
 
 
 # --- oracles -----------------------------------------------------------------------------------

@@ -51,22 +51,17 @@ from ledger_api.documents import (
     ContentStore,
     Keyring,
     LocalStore,
-    StoredDocument,
     VaultKeyrings,
-    open_envelope,
+    fetch_copy,
+    verify_commitment,
 )
-from ledger_api.documents._store import Source
 from ledger_api.errors import (
-    AccessRevoked,
-    DecryptionError,
     DocumentNotFound,
     DocumentTooLarge,
     IntegrityError,
     InvalidCid,
     MalformedBlock,
     StoreUnavailable,
-    TamperedEnvelope,
-    UnsupportedEnvelope,
 )
 from ledger_api.hashing import canonical_json
 from ledger_api.index import AnchorKind, AnchorView
@@ -136,51 +131,6 @@ def _cid_text(cid_hex: str) -> str:
 
 def _short(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:_DETAIL_MAX]
-
-
-class _VerifiedBlocks(ContentStore):
-    """Read-only view over blocks already fetched and verified (reassembles a document once)."""
-
-    def __init__(self, blocks: dict[Cid, bytes]) -> None:
-        self._blocks = blocks
-
-    def get_block(self, cid: str | Cid) -> bytes:
-        """The block as verified when it was fetched."""
-        parsed = Cid.parse(cid)
-        try:
-            return self._blocks[parsed]
-        except KeyError as exc:
-            raise DocumentNotFound(str(parsed), "not among the fetched blocks") from exc
-
-    def get_block_unverified(self, cid: Cid) -> bytes:
-        """Same as :meth:`get_block`."""
-        return self.get_block(cid)
-
-    def put(
-        self, source: Source, *, max_size: int | None = DEFAULT_MAX_SIZE, cid_version: int = 1, pin: bool = True
-    ) -> StoredDocument:
-        """Not supported (read-only)."""
-        raise NotImplementedError
-
-    def put_block(self, cid: Cid, block: bytes) -> None:
-        """Not supported (read-only)."""
-        raise NotImplementedError
-
-    def has(self, cid: str | Cid) -> bool:
-        """Whether the block was fetched."""
-        return Cid.parse(cid) in self._blocks
-
-    def pin(self, cid: str | Cid) -> None:
-        """Not supported (read-only)."""
-        raise NotImplementedError
-
-    def unpin(self, cid: str | Cid) -> None:
-        """Not supported (read-only)."""
-        raise NotImplementedError
-
-    def list(self) -> list[str]:
-        """Nothing is pinned here."""
-        return []
 
 
 @dataclass
@@ -488,16 +438,7 @@ class IntegrityOracle(Oracle):
         try:
             if not store.has(cid):
                 return CopyCheck(state="absent")
-            size = store.size(cid)
-            retain = size <= MAX_DOCUMENT_BYTES
-            blocks: dict[Cid, bytes] = {}
-            read = 0
-            for block_cid, block in store.dag_cids(cid):
-                read += len(block)
-                if retain:
-                    blocks[block_cid] = block
-                else:
-                    blocks[block_cid] = b""
+            copy = fetch_copy(store, cid, retain=MAX_DOCUMENT_BYTES)
         except StoreUnavailable as exc:
             return CopyCheck(state="unreachable", detail=_short(exc))
         except IntegrityError as exc:
@@ -507,12 +448,12 @@ class IntegrityOracle(Oracle):
         except (MalformedBlock, DocumentTooLarge) as exc:
             # the bytes hash to the anchored CIDs: this is what was anchored, not a storage fault
             return CopyCheck(state="unverifiable", detail=_short(exc))
-        fingerprint = _fingerprint(store, list(blocks)) if isinstance(store, LocalStore) else None
-        if not retain:
+        read = copy.bytes_read
+        fingerprint = _fingerprint(store, list(copy.blocks)) if isinstance(store, LocalStore) else None
+        if copy.content is None:
             return CopyCheck(state="ok", detail="CID verified (too large for the commitment check)",
                              fingerprint=fingerprint, bytes_read=read)  # fmt: skip
-        content = _VerifiedBlocks(blocks).read(cid, max_size=None)
-        commitment, detail = self._commitment(document, content)
+        commitment, detail = self._commitment(document, copy.content)
         state = "commitment-mismatch" if commitment == "mismatch" else "ok"
         return CopyCheck(state=state, commitment=commitment, detail=detail, fingerprint=fingerprint, bytes_read=read)
 
@@ -526,24 +467,14 @@ class IntegrityOracle(Oracle):
         """('verified' | 'unchecked' | 'mismatch', detail) for the content of an intact copy."""
         if document.kind == AnchorKind.BATCH_ROOT:
             return "unchecked", "batch manifest: the anchor is a Merkle root, not a content hash"
-        expected = document.sha256.removeprefix("0x")
-        if hashlib.sha256(content).hexdigest() == expected:
+        if hashlib.sha256(content).hexdigest() == document.sha256.removeprefix("0x"):
             return "verified", "plain content"
-        if not content.startswith(ENVELOPE_MAGIC):
+        if not content.startswith(ENVELOPE_MAGIC):  # no key / keyring lookup needed
             return "unchecked", "not an envelope and not the committed bytes"
-        key = self._decryption_key()
-        keyring = self._keyrings(document.cid)
-        if key is None or keyring is None or self.ctx.agency not in keyring.agencies:
-            return "unchecked", "no key wrap for this agency"
-        try:
-            plaintext = open_envelope(content, keyring, agency_id=self.ctx.agency, private_key=key)
-        except TamperedEnvelope as exc:
-            return "mismatch", _short(exc)
-        except (AccessRevoked, DecryptionError, UnsupportedEnvelope) as exc:
-            return "unchecked", _short(exc)
-        if hashlib.sha256(plaintext).hexdigest() != expected:
-            return "mismatch", "sha256 of the decrypted plaintext differs from the anchored commitment"
-        return "verified", "envelope opened, commitment matches"
+        return verify_commitment(
+            content, document.sha256, agency=self.ctx.agency, private_key=self._decryption_key(),
+            keyring=self._keyrings(document.cid),
+        )  # fmt: skip
 
     # ---- findings and alerts
 

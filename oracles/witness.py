@@ -7,7 +7,8 @@ publishes it to the agency's content store as canonical JSON and indexes it in i
 ``witness compare`` over the checkpoints of several agencies: two valid checkpoints that disagree
 about the same height (block hash or accumulator) are a split view or a rewritten history.
 
-The accumulator (anyone can recompute it from raw ``eth_getLogs`` output)::
+The accumulator (:mod:`ledger_api.chain.accumulator`, shared with the auditor replay; anyone can
+recompute it from raw ``eth_getLogs`` output)::
 
     acc_0 = 32 zero bytes
     for every log of {registry, ledger} in chain order (blockNumber, logIndex), from genesis up to and
@@ -34,18 +35,19 @@ import re
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_hex_address, to_checksum_address
-from eth_utils.crypto import keccak
 
 from ledger_api.chain._tx_rpc import JsonRpc, RpcError
+from ledger_api.chain.accumulator import accumulate
+from ledger_api.chain.accumulator import log_position as _log_position
+from ledger_api.chain.typed_data import EIP712_DOMAIN_TYPE, recover_typed_data
 from ledger_api.errors import ChainError, CheckpointError, LogQueryError
 from ledger_api.hashing import canonical_json
 from ledger_api.index import ReadModel
@@ -72,12 +74,7 @@ ZERO32 = b"\0" * 32
 DOMAIN_NAME = "LedgerCheckpointWitness"
 DOMAIN_VERSION = "1"
 CHECKPOINT_TYPES: dict[str, list[dict[str, str]]] = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
+    "EIP712Domain": EIP712_DOMAIN_TYPE,
     "Checkpoint": [
         {"name": "agency", "type": "bytes32"},
         {"name": "registry", "type": "address"},
@@ -99,7 +96,6 @@ MAX_CHECKPOINTS_PER_SOURCE = 100_000
 MAX_CHECKPOINTS_PER_STEP = 32
 #: A log page larger than this is split (bounds memory on busy ranges).
 PAGE_RESULT_LIMIT = 10_000
-_SECP256K1_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
 _UINT64 = (1 << 64) - 1
 _HEX32 = re.compile(r"^0x[0-9a-f]{64}$")
 _HEX_SIG = re.compile(r"^0x[0-9a-f]{130}$")
@@ -299,16 +295,12 @@ def parse_checkpoint(raw: bytes | str | Mapping[str, Any]) -> Checkpoint:
 
 def recover_signer(checkpoint: Checkpoint) -> str:
     """The address that signed ``checkpoint`` (low-s, v ∈ {27, 28} enforced); :class:`CheckpointError`."""
-    sig = bytes.fromhex(checkpoint.signature[2:])
-    if int.from_bytes(sig[32:64], "big") > _SECP256K1_HALF_N or sig[64] not in (27, 28):
-        raise CheckpointError("signature is not canonical (high s or bad v)")
     fields = asdict(checkpoint)
     del fields["signer"], fields["signature"]
     try:
-        message = encode_typed_data(full_message=typed_data(**fields))
-        return to_checksum_address(Account.recover_message(message, signature=sig))
-    except (ValueError, TypeError) as exc:  # eth-keys' BadSignature is a ValueError
-        raise CheckpointError(f"signature does not recover: {exc}") from exc
+        return recover_typed_data(typed_data(**fields), checkpoint.signature)
+    except ValueError as exc:  # non-canonical, or no key recovers (eth-keys' BadSignature included)
+        raise CheckpointError(str(exc)) from exc
 
 
 def verify_checkpoint(checkpoint: Checkpoint, read: ReadModel, *, chain_id: int, registry: str, ledger: str) -> str:
@@ -335,43 +327,6 @@ def verify_checkpoint(checkpoint: Checkpoint, read: ReadModel, *, chain_id: int,
 
 
 # ================================================================================ accumulator
-
-
-def _bytes(value: object, size: int | None, what: str) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise LogQueryError(f"log field {what} is not 0x-hex")
-    try:
-        raw = bytes.fromhex(value[2:])
-    except ValueError as exc:
-        raise LogQueryError(f"log field {what} is not 0x-hex") from exc
-    if size is not None and len(raw) != size:
-        raise LogQueryError(f"log field {what} has {len(raw)} bytes, expected {size}")
-    return raw
-
-
-def _log_position(log: Mapping[str, Any]) -> tuple[int, int]:
-    return int(log["blockNumber"], 16), int(log["logIndex"], 16)
-
-
-def accumulate(acc: bytes, logs: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
-    """Fold raw ``eth_getLogs`` entries (in chain order) into ``acc``; returns (accumulator, logs folded).
-
-    See the module docstring for the definition.
-    """
-    count = 0
-    for log in logs:
-        number, index = _log_position(log)
-        topics = log.get("topics")
-        if not isinstance(topics, list) or len(topics) > 4:
-            raise LogQueryError("log topics must be a list of at most 4 words")
-        payload = keccak(
-            bytes([len(topics)]) + b"".join(_bytes(t, 32, "topic") for t in topics) + _bytes(log["data"], None, "data")
-        )
-        acc = keccak(
-            acc + number.to_bytes(8, "big") + index.to_bytes(4, "big") + _bytes(log["address"], 20, "address") + payload
-        )
-        count += 1
-    return acc, count
 
 
 def fetch_logs(

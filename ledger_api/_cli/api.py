@@ -3,7 +3,7 @@
 ledger api verify invoice.pdf --as cn-tj-customs-signer-0
 ledger api submit declaration.json --document 1:invoice.pdf --as trader-tj-electronics --wait
 ledger api status 17 --as trader-tj-electronics
-ledger api token --as trader-tj-electronics
+ledger api token --ttl 3600 --as trader-tj-electronics     (an API token for the web pages, shown once)
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
+from ledger_api.api.tokens import MAX_TTL
 from ledger_api.chain.keystore import Keystore
 from ledger_api.client import LedgerHttpClient
 from ledger_api.config import Settings
@@ -50,8 +52,9 @@ def register(subparsers: Any) -> None:
     status.add_argument("tracking_id")
     status.set_defaults(handler=_status)
 
-    token = actions.add_parser("token", help="mint a bearer API token for this identity (shown once)")
-    token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default one day)")
+    token = actions.add_parser("token", help="mint an API token for this key (e.g. to sign in to the web pages)")
+    token.add_argument("--ttl", type=int, default=8 * 3600, metavar="SECONDS",
+                       help="lifetime in seconds, 60..2592000 (default %(default)s)")  # fmt: skip
     token.set_defaults(handler=_token)
 
 
@@ -118,6 +121,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    """Mint a token with a signed request; print only the token on stdout (its id and expiry on
+    stderr), so ``TOKEN=$(ledger api --as … token)`` captures it and nothing logs it by accident."""
+    if not 60 <= args.ttl <= MAX_TTL:
+        raise ConfigurationError(f"--ttl must be 60..{MAX_TTL} seconds")
     with _client(args) as client:
-        _print(client.mint_token(ttl_seconds=args.ttl))
+        issued = client.mint_token(ttl_seconds=args.ttl)
+    print(f"token {issued['token_id']} for {issued['owner']}, expires at {issued['expires_at']} (Unix time)",
+          file=sys.stderr)  # fmt: skip
+    print(issued["token"])
     return 0

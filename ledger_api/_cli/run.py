@@ -149,6 +149,7 @@ def _banner(
         f"  {'anvil (JSON-RPC)':<18} {urls['rpc']}",
         f"  {'API':<18} {urls['api']}",
         f"  {'OpenAPI':<18} {urls['api']}/openapi.json   (health {urls['api']}/health)",
+        f"  {'web pages':<18} {urls['api']}/   (sign in with an API token, below)",
     ]
     for name, url in urls["oracles"].items():
         lines.append(f"  {'oracle ' + name:<18} {url}")
@@ -161,7 +162,7 @@ def _banner(
     lines += [
         "",
         f"  Keys are encrypted in {var}/keys (development password in {var}/keys/.password; never printed).",
-        "  Every request is signed with one of these keys (docs/api.md); for a bearer token instead:",
+        "  Every request is signed with one of these keys (docs/api.md); for an API token (web pages, curl):",
         f"    ledger api --url {urls['api']} --as trader-tj-electronics token",
         f"  Scenario: ledger demo --base-url {urls['api']}        Stop: Ctrl-C (state is kept; run again to resume)",
         "",

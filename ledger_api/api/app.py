@@ -22,7 +22,20 @@ from ledger_api.api.limits import BodySizeLimit
 from ledger_api.api.metrics import install_metrics
 from ledger_api.api.problems import PROBLEM_MEDIA_TYPE, Problem, problem_for
 from ledger_api.api.ratelimit import RateLimiter, RateLimits
-from ledger_api.api.routes import customs, declarations, documents, governance, stamps, submissions, tokens, verify
+from ledger_api.api.routes import (
+    audit,
+    customs,
+    declarations,
+    documents,
+    evidence,
+    governance,
+    me,
+    stamps,
+    submissions,
+    tokens,
+    verify,
+    web,
+)
 from ledger_api.errors import LedgerError
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app"]
@@ -111,7 +124,20 @@ def create_app(
         body: dict[str, Any] = {"status": status, "version": __version__, "checks": report}
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
-    for module in (verify, declarations, submissions, customs, stamps, documents, governance, tokens):
+    for module in (
+        verify,
+        declarations,
+        submissions,
+        customs,
+        stamps,
+        documents,
+        governance,
+        tokens,
+        evidence,
+        me,
+        audit,
+        web,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=max_body)
     app.state.rate_limiter = RateLimiter(rate_limits) if rate_limits is not None else None

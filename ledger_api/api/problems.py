@@ -87,6 +87,10 @@ _TABLE: dict[type[e.LedgerError], tuple[int, str]] = {
     e.InvalidSubmission: (422, "Invalid submission"),
     e.StampNotFound: (404, "Stamp not found"),
     e.ProposalNotFound: (404, "Proposal not found"),
+    e.EvidenceError: (422, "Invalid evidence"),
+    e.EvidenceExportError: (404, "No evidence for this subject"),
+    e.ExportBusy: (503, "Evidence export busy"),
+    e.AuditReportNotFound: (404, "No audit report yet"),
 }
 
 #: Contract custom errors (by name suffix, component prefix stripped) that say "who you are may not
@@ -157,7 +161,7 @@ def problem_for(error: e.LedgerError) -> Problem:
         extensions = {"error": error.error_name, "arguments": {k: str(v) for k, v in error.args_by_name.items()}}
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    if isinstance(error, e.RateLimited):  # when this caller's (or address's) budget allows another request
+    if isinstance(error, e.RateLimited | e.ExportBusy):  # when this caller's budget / the exporter allows another
         headers["Retry-After"] = str(error.retry_after)
     if status == 401:  # RFC 9421 §5.1: say how to sign
         headers["Accept-Signature"] = (

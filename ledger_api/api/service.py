@@ -184,7 +184,9 @@ def build_service(
         nonces=SqliteNonceStore(settings.var_dir / "api" / "nonces.db"),
     )
     app.state.deployment = deployment
+    app.state.rpc_url = rpc_url
     app.state.tokens = TokenStore(settings.var_dir / "api" / "tokens.db")
+    app.state.audit_report = settings.audit_report_path  # GET /v1/audit/report (routes/audit.py)
     _register_gauges(app)
     app.state.writes = None
     if writes:

@@ -13,29 +13,58 @@ and encodes view calls with eth_abi.
 """
 
 from ledger_api.audit._channels import DeclarationReader, ReplayFacts, RuleSetChannelCheck
+from ledger_api.audit._checkpoint import (
+    ReplayCheckpoint,
+    ResumePoint,
+    decode_state,
+    encode_state,
+    load_checkpoint,
+    open_checkpoint,
+    resume_point,
+    write_checkpoint,
+)
 from ledger_api.audit._digest import DIGEST_VERSION, digest
+from ledger_api.audit._documents import AnchoredDocument, DocumentCheck, anchored_documents
+from ledger_api.audit._evidence import bundle_zip, export_bundle
 from ledger_api.audit._findings import AuditError, Finding, Severity
+from ledger_api.audit._html import Timeline, render_html, write_html
 from ledger_api.audit._replay import DeploymentLike, Progress, ReplayReport, Throughput, replay, write_report
 from ledger_api.audit._state import ChannelAssignment, ChannelProblem, ChannelRuleCheck, LedgerState, Rebuilder
 
 __all__ = [
     "DIGEST_VERSION",
+    "AnchoredDocument",
     "AuditError",
     "ChannelAssignment",
     "ChannelProblem",
     "ChannelRuleCheck",
     "DeclarationReader",
     "DeploymentLike",
+    "DocumentCheck",
     "Finding",
     "LedgerState",
     "Progress",
     "Rebuilder",
+    "ReplayCheckpoint",
     "ReplayFacts",
     "ReplayReport",
+    "ResumePoint",
     "RuleSetChannelCheck",
     "Severity",
     "Throughput",
+    "Timeline",
+    "anchored_documents",
+    "bundle_zip",
+    "decode_state",
     "digest",
+    "encode_state",
+    "export_bundle",
+    "load_checkpoint",
+    "open_checkpoint",
+    "render_html",
     "replay",
+    "resume_point",
+    "write_checkpoint",
+    "write_html",
     "write_report",
 ]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from ledger_api.audit._channels import DeclarationReader, RuleSetChannelCheck
+from ledger_api.audit._checkpoint import ResumePoint, block_hash_at
 from ledger_api.audit._digest import DIGEST_VERSION, digest, plan, state_records, view_records
 from ledger_api.audit._findings import AuditError, Finding, Severity
 from ledger_api.audit._state import ChannelRuleCheck, LedgerState, Rebuilder
-from ledger_api.chain.events import EventDecoder, JsonRpc, RawLog, fetch_logs, prefetched
+from ledger_api.chain.accumulator import ZERO_ACCUMULATOR, accumulate
+from ledger_api.chain.events import DecodedEvent, EventDecoder, JsonRpc, RawLog, fetch_logs, prefetched
 from ledger_api.documents import ContentStore
 
 __all__ = ["DeploymentLike", "Progress", "ReplayReport", "Throughput", "replay", "write_report"]
@@ -84,6 +86,10 @@ class ReplayReport:
     throughput: Throughput
     state: LedgerState = field(repr=False)
     checks: dict[str, Any] = field(default_factory=dict)
+    #: Where the next replay can continue from (with ``track=True`` or ``resume``): see ``--checkpoint``.
+    resume_point: ResumePoint | None = field(default=None, repr=False)
+    #: ``{"block", "block_hash", "events"}`` of the checkpoint this replay resumed from.
+    resumed_from: dict[str, Any] | None = None
 
     @property
     def digest_match(self) -> bool | None:
@@ -131,6 +137,18 @@ class ReplayReport:
             "checks": self.checks,
             "checks_skipped": self.checks_skipped,
             "throughput": self.throughput.to_json(),
+            **({"resumed_from": self.resumed_from} if self.resumed_from is not None else {}),
+            **(
+                {
+                    "history": {
+                        "events": self.resume_point.event_count,
+                        "accumulator": self.resume_point.accumulator,
+                        "block_hash": self.resume_point.block_hash,
+                    }
+                }
+                if self.resume_point is not None
+                else {}
+            ),
         }
 
 
@@ -208,8 +226,12 @@ def replay(
     channel_check: ChannelRuleCheck | None = None,
     rule_store: ContentStore | None = None,
     reader: DeclarationReader | None = None,
+    document_check: Callable[[LedgerState], Iterable[Finding]] | None = None,
+    resume: ResumePoint | None = None,
+    track: bool = False,
+    on_event: Callable[[DecodedEvent], None] | None = None,
     progress: IO[str] | None = sys.stderr,
-    initial_range: int = 2_000,
+    initial_range: int = 128,
     max_range: int = 100_000,
     result_limit: int | None = None,
     rpc_timeout: float = 30.0,
@@ -223,7 +245,12 @@ def replay(
     ``channel_check`` re-derives channels from the rule set; ``rule_store`` (the content store holding
     the anchored rule sets and the envelopes) asks for the standard one, :class:`RuleSetChannelCheck`,
     which opens declarations with ``reader`` when given. Without either, that check is reported as
-    skipped. Progress goes to ``progress`` (``None``: silent).
+    skipped. ``document_check`` (e.g. :class:`ledger_api.audit.DocumentCheck`) fetches and re-verifies
+    every anchored document once the state is rebuilt. ``resume`` continues from a checkpoint
+    (:func:`ledger_api.audit.resume_point`: its state, findings and counts; only later blocks are read);
+    ``track`` (implied by ``resume``) folds the event accumulator and leaves the report's
+    ``resume_point`` for the next checkpoint. ``on_event`` sees every applied event (e.g. the HTML
+    report's :class:`ledger_api.audit.Timeline`). Progress goes to ``progress`` (``None``: silent).
     """
     started = time.perf_counter()
     if channel_check is None and rule_store is not None:
@@ -235,12 +262,14 @@ def replay(
     rebuilder = Rebuilder(
         registry=deployment.registry, ledger=deployment.ledger, deployer=deployer, channel_check=channel_check
     )
+    track = track or resume is not None
     with JsonRpc(rpc_url=rpc_url, timeout=rpc_timeout) as rpc:
         last = rpc.block_number() if to_block is None else to_block
-        first = deployment.deployment_block
-        if last < first:
-            raise AuditError(f"--to-block {last} is before the deployment block {first}")
+        first = deployment.deployment_block if resume is None else resume.block_number + 1
+        if last < first - (resume is not None):
+            raise AuditError(f"--to-block {last} is before the first block to replay {first}")
         meter = Progress(progress, first=first, last=last)
+        hash_before = block_hash_at(rpc, last) if track else None  # a reorg during the read must not be certified
         pages: Iterable[Sequence[RawLog]] = (
             logs
             if logs is not None
@@ -259,6 +288,14 @@ def replay(
         events = pages_seen = 0
         fetch = decode = apply = 0.0
         previous: tuple[int, int] = (-1, -1)
+        acc, history_events = ZERO_ACCUMULATOR, 0
+        if resume is not None:
+            rebuilder.resume(
+                resume.state, creation_tx=resume.creation_tx, findings=list(resume.findings),
+                channel_checks=resume.channel_checks, channels_unchecked=resume.channels_unchecked,
+            )  # fmt: skip
+            by_name, previous = dict(resume.events_by_name), resume.last_log
+            acc, history_events = bytes.fromhex(resume.accumulator[2:]), resume.event_count
         mark = time.perf_counter()
         for page in pages:
             t0 = time.perf_counter()
@@ -266,6 +303,9 @@ def replay(
             decoded = decoder.decode_all(page)
             t1 = time.perf_counter()
             decode += t1 - t0
+            if track:
+                acc, folded = accumulate(acc, (log for log in page if int(log["blockNumber"], 16) <= last))
+                history_events += folded
             _block_times(rpc, page, times)
             for event in decoded:
                 if event.block_number > last:
@@ -286,13 +326,37 @@ def replay(
                 previous = position
                 by_name[event.name] = by_name.get(event.name, 0) + 1
                 rebuilder.apply(event, times[event.block_number])
+                if on_event is not None:
+                    on_event(event)
             events += len(decoded)
             pages_seen += 1
             mark = time.perf_counter()
             apply += mark - t1
             meter.update(int(page[-1]["blockNumber"], 16) if page else first, events)
         meter.update(last, events, final=True)
+        rebuilder.settle()
+        if track and block_hash_at(rpc, last) != hash_before:
+            raise AuditError(f"block {last} changed while it was replayed (a reorg): replay again")
+        point = (
+            ResumePoint(
+                block_number=last,
+                block_hash=hash_before,
+                event_count=history_events,
+                accumulator="0x" + acc.hex(),
+                last_log=previous,
+                events_by_name=dict(by_name),
+                findings=list(rebuilder.findings),
+                creation_tx=rebuilder.creation_tx,
+                channel_checks=rebuilder.channel_checks,
+                channels_unchecked=rebuilder.channels_unchecked,
+                state=rebuilder.state,
+            )
+            if track
+            else None
+        )
         rebuilder.finish()
+        if document_check is not None:
+            rebuilder.findings.extend(document_check(rebuilder.state))
         planned = plan(rebuilder.state)
         expected = state_records(planned)
         state_digest = digest(expected)
@@ -318,8 +382,13 @@ def replay(
                     )  # fmt: skip
                 )
         view_seconds = time.perf_counter() - t_views
-    checks_skipped = {"document-fetch": "not in scope of this replay (no content stores given)"}
+    checks_skipped: dict[str, str] = {}
     checks: dict[str, Any] = {}
+    if document_check is None:
+        checks_skipped["document-fetch"] = "documents were not fetched (no --documents)"
+    else:
+        doc_summary = getattr(document_check, "summary", None)
+        checks["document-fetch"] = doc_summary() if callable(doc_summary) else {}
     if channel_check is None:
         checks_skipped["channel-rule-set"] = (
             f"no rule-set check given (ledger_api/verify/risk.py): {rebuilder.channels_unchecked} channels NOT checked"
@@ -359,6 +428,10 @@ def replay(
         ),  # fmt: skip
         state=rebuilder.state,
         checks=checks,
+        resume_point=point,
+        resumed_from=None
+        if resume is None
+        else {"block": resume.block_number, "block_hash": resume.block_hash, "events": resume.event_count},
     )
 
 

@@ -187,6 +187,7 @@ class StampState:
     block: int
     tx: str
     revoked: bool = False
+    report_cid: str = "0x"  # the stored report's binary CID, 0x-hex
 
 
 @dataclass(slots=True)
@@ -199,6 +200,7 @@ class BatchState:
     kind: int
     anchored_at: int
     manifest_cid: str
+    block: int = 0
 
 
 @dataclass(slots=True)
@@ -359,6 +361,17 @@ class Rebuilder:
         self._channels_due: list[tuple[ChannelAssignment, DecodedEvent]] = []  # checks waiting for their block's end
 
     # ------------------------------------------------------------------ plumbing
+
+    @property
+    def creation_tx(self) -> str | None:
+        """The registry's deployment transaction (its first event's), once seen."""
+        return self._creation_tx
+
+    def resume(self, state: LedgerState, *, creation_tx: str | None, findings: list[Finding],
+               channel_checks: int = 0, channels_unchecked: int = 0) -> None:  # fmt: skip
+        """Continue after a checkpoint: the state, findings and counters a replay up to a block's end left."""
+        self.state, self.findings, self._creation_tx = state, findings, creation_tx
+        self.channel_checks, self.channels_unchecked = channel_checks, channels_unchecked
 
     def apply(self, event: DecodedEvent, block_time: int) -> None:
         """Check and apply one event (in chain order); ``block_time`` is its block's timestamp."""
@@ -794,7 +807,7 @@ class Rebuilder:
         s.stamps[stamp_id] = StampState(
             id=stamp_id, declaration_id=a["declarationId"], signer=_lower(signer), agency_index=a["agencyIndex"],
             stamp_type=a["stampType"], result=a["result"], signed_at=signed_at, relayer=a["relayer"],
-            block=e.block_number, tx=e.tx_hash,
+            block=e.block_number, tx=e.tx_hash, report_cid=a["reportCid"],
         )  # fmt: skip
         if a["result"] != PASS:
             k = (a["declarationId"], a["stampType"])
@@ -955,7 +968,7 @@ class Rebuilder:
             self._flag("invalid-batch", f"batch {root} anchored twice or empty", e)
         self.state.batches[root] = BatchState(
             root=root, agency_index=a["agencyIndex"], leaf_count=a["leafCount"], kind=a["kind"], anchored_at=t,
-            manifest_cid=a["manifestCid"],
+            manifest_cid=a["manifestCid"], block=e.block_number,
         )  # fmt: skip
 
     def _onAlertRaised(self, e: DecodedEvent, a: Mapping[str, Any], t: int) -> None:
@@ -994,10 +1007,9 @@ class Rebuilder:
     def finish(self) -> None:
         """Checks that need the whole history: amendment chains; signatures voided by a later compromise.
 
-        Also runs the channel checks still waiting for the end of the last block.
+        Also runs the channel checks still waiting for the end of the last block (:meth:`settle`).
         """
-        if self._channels_due:
-            self._run_channel_checks()
+        self.settle()
         s = self.state
         for d in s.declarations.values():
             if d.previous_id != ZERO32:
@@ -1031,6 +1043,11 @@ class Rebuilder:
                         details={"signer": stamp.signer, "releases_citing_it": released},
                     )  # fmt: skip
                 )
+
+    def settle(self) -> None:
+        """Run the channel checks still waiting for the end of their block (the history ends here)."""
+        if self._channels_due:
+            self._run_channel_checks()
 
     def _finding_at(self, d: DeclarationState, code: str, message: str) -> None:
         self.findings.append(

@@ -7,7 +7,9 @@
   without storing anything.
 * :func:`export_car` / :func:`import_car` move documents between stores as CARv1.
 * :func:`seal` / :func:`open_envelope` / :class:`Keyring` encrypt a document once for many agencies.
-* :class:`StandardMerkleTree` builds OpenZeppelin-compatible batches.
+* :class:`StandardMerkleTree` builds OpenZeppelin-compatible trees; :class:`DocumentBatch` anchors many
+  documents under one root with a stored manifest and a proof file per document.
+* :func:`fetch_copy` / :func:`verify_commitment` re-verify a stored copy of an anchored document.
 
 See ``docs/documents.md``.
 """
@@ -16,6 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ledger_api.documents._batch import (
+    BATCH_FORMAT,
+    MAX_BATCH_DOCUMENTS,
+    PROOF_FORMAT,
+    DocumentBatch,
+    verify_batch_proof,
+)
 from ledger_api.documents._car import CarImport, export_car, import_car, iter_car
 from ledger_api.documents._cid import Cid
 from ledger_api.documents._configured import LazyIpfsStore, content_store
@@ -43,13 +52,17 @@ from ledger_api.documents._store import (
     _chunks,
 )
 from ledger_api.documents._unixfs import CHUNK_SIZE, MAX_LINKS, DagBuilder
+from ledger_api.documents._verify import FetchedCopy, VerifiedBlocks, fetch_copy, verify_commitment
 
 __all__ = [
+    "BATCH_FORMAT",
     "CHUNK_SIZE",
     "DEFAULT_MAX_SIZE",
     "ENVELOPE_MAGIC",
     "ENVELOPE_VERSION",
+    "MAX_BATCH_DOCUMENTS",
     "MAX_LINKS",
+    "PROOF_FORMAT",
     "VAULT_FILE",
     "AgencyPrivateKey",
     "AgencyPublicKey",
@@ -57,6 +70,8 @@ __all__ = [
     "Cid",
     "ContentStore",
     "DagBuilder",
+    "DocumentBatch",
+    "FetchedCopy",
     "IpfsStore",
     "KeyWrap",
     "Keyring",
@@ -67,17 +82,21 @@ __all__ = [
     "StandardMerkleTree",
     "StoredDocument",
     "VaultKeyrings",
+    "VerifiedBlocks",
     "cid_of",
     "cid_of_file",
     "content_store",
     "envelope_document_id",
     "export_car",
+    "fetch_copy",
     "import_car",
     "iter_car",
     "keccak256",
     "leaf_hash",
     "open_envelope",
     "seal",
+    "verify_batch_proof",
+    "verify_commitment",
 ]
 
 

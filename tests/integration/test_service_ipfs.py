@@ -69,6 +69,7 @@ def test_submitted_documents_are_sealed_into_ipfs_and_fetched_by_a_partner_node(
         assert opened == certificate
 
 
+@pytest.mark.faults
 def test_a_dead_ipfs_daemon_means_503_retry_after_and_nothing_journaled(chain: tuple[Settings, Deployment]) -> None:
     settings, record = chain
     settings = settings.model_copy(update={"ipfs_api": f"/ip4/127.0.0.1/tcp/{_free_port()}/http"})

@@ -239,7 +239,7 @@ def test_run_demo_stop_and_resume(system: dict[str, Any]) -> None:
     )  # fmt: skip
     assert token.returncode == 0, token.stderr
     with LedgerHttpClient(
-        base_url=f"http://127.0.0.1:{ports['api_port']}", token=json.loads(token.stdout)["token"]
+        base_url=f"http://127.0.0.1:{ports['api_port']}", token=token.stdout.strip()
     ) as c:
         assert len(c.declarations()) >= 4
 

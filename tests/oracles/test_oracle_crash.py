@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from ledger_api.chain.events import EventDecoder
+from tests._support.recovery import record_recovery
 from tests.oracles._crash_child import subject
 from tests.oracles.conftest import Ledger
 
@@ -52,8 +53,11 @@ def test_an_oracle_killed_at_random_points_posts_every_fact_exactly_once(ledger:
         killed, _out = _life(ledger, kill_after_steps=random.randint(1, 3))
         kills += killed
     assert kills >= 3, "the child must be killed mid-run"
+    restarted = time.monotonic()
     killed, output = _life(ledger, kill_after_steps=None)
     assert not killed and "DONE" in output, output
+    record_recovery("oracle SIGKILLed at random points (last life: every remaining fact posted)",
+                    time.monotonic() - restarted, bound=60.0)  # fmt: skip
     logs = ledger.client.rpc.call("eth_getLogs", [{"address": ledger.deployment.ledger, "fromBlock": "0x0",
                                                     "toBlock": "latest"}])  # fmt: skip
     decoder = EventDecoder.for_contracts({ledger.deployment.ledger: "ClearanceLedger"}, hex_bytes=True)

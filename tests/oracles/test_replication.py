@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from oracles import cli
 from oracles._base import OracleContext, run
 from oracles.replication import ReplicationOracle, parse_anchor_cid, rank_nodes
 from tests._support.ipfs import IpfsDaemon, restart_daemon, start_daemons, stop_all, stop_daemon
+from tests._support.recovery import record_recovery
 from tests.oracles.conftest import Ledger
 
 AGENCIES = ("CN-TJ-CUSTOMS", "NL-RTM-CUSTOMS", "CONSORTIUM-AUDIT")
@@ -187,6 +189,7 @@ def test_replicates_each_anchored_cid_to_k_ranked_nodes_once(
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_down_node_is_reported_and_repaired_when_it_returns(
     ledger: Ledger,
     contexts: Callable[..., OracleContext],
@@ -213,8 +216,10 @@ def test_a_down_node_is_reported_and_repaired_when_it_returns(
     assert report["nodes"][absent].startswith("down")
 
     nodes.restart(absent)  # same repo and ports
+    restarted = time.monotonic()
     details = _pass(oracle)
     assert details["under_replicated_count"] == 0 and details["copied_last_pass"] == 2
+    record_recovery("IPFS daemon stopped and restarted (replicas repaired)", time.monotonic() - restarted, bound=30.0)
     assert details["nodes"] == dict.fromkeys(AGENCIES, "up")
     for doc, cid in zip(docs, cids, strict=True):
         assert nodes.pinned_on(cid) == set(AGENCIES)

@@ -81,6 +81,8 @@ def test_checkpoint_signature_round_trip_and_tamper() -> None:
     high_s[32:64] = (n - s).to_bytes(32, "big")
     with pytest.raises(CheckpointError, match="canonical"):
         recover_signer(parse_checkpoint({**doc, "signature": "0x" + high_s.hex()}))
+    with pytest.raises(CheckpointError, match="does not recover"):  # no key recovers: an error, not a crash
+        recover_signer(parse_checkpoint({**doc, "signature": "0x" + "00" * 64 + "1b"}))
     for bad in (b"[]", b"{", json.dumps({**doc, "extra": 1}), json.dumps({**doc, "block_number": -1}),
                 json.dumps({**doc, "block_hash": "0x12"}), b"x" * 20_000):  # fmt: skip
         with pytest.raises(CheckpointError):

@@ -7,17 +7,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger_api.api.deps import CurrentIdentity, ReadModelDep
 from ledger_api.errors import DeclarationNotFound, Forbidden
 from ledger_api.index import DeclarationView, ReadModel
+from ledger_api.index._declarant import declarant_declarations
+from ledger_api.index._jurisdiction import UnknownCursor
 from ledger_api.models import Identity
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/declarations", tags=["declarations"])
+
+#: Largest page of ``GET /v1/declarations/mine``.
+MAX_PAGE = 500
 
 DeclarationId = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="declaration id (its commitment)")]
 
@@ -50,6 +56,15 @@ class DeclarationPublic(BaseModel):
     submitted_block: int
     submitted_at: int
     documents: list[SupportingDocumentPublic]
+
+
+class OwnDeclarations(BaseModel):
+    """One page of the calling trader's declarations, oldest submission first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[DeclarationPublic]
+    next_after: str | None = Field(description="pass as `after` for the next page; null on the last page")
 
 
 class TimelineEvent(BaseModel):
@@ -95,6 +110,28 @@ async def list_own(caller: CurrentIdentity, model: ReadModelDep) -> list[Declara
     if caller.kind != "trader":
         raise Forbidden("listing declarations is for traders (their own)")
     return [_public(v) for v in model.declarations_of(caller.address)]
+
+
+@router.get("/mine", summary="The caller's own declarations, one page at a time (traders)")
+async def list_own_page(
+    caller: CurrentIdentity,
+    model: ReadModelDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    after: Annotated[
+        str | None, Query(pattern=r"^0x[0-9a-fA-F]{64}$", description="last declaration id of the previous page")
+    ] = None,
+) -> OwnDeclarations:
+    """The calling trader's declaration versions in order of submission; nobody else's, ever."""
+    if caller.kind != "trader":
+        raise Forbidden("listing declarations is for traders (their own)")
+    try:
+        page = declarant_declarations(model, caller.address, limit=limit, after=after)
+    except UnknownCursor:
+        raise RequestValidationError(
+            [{"loc": ("query", "after"), "msg": "not one of your declarations", "type": "value_error"}]
+        ) from None
+    items = [_public(v) for v in page.items]
+    return OwnDeclarations(items=items, next_after=items[-1].declaration_id if page.has_more and items else None)
 
 
 @router.get("/{declaration_id}", summary="One declaration version")

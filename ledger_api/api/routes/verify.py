@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ledger_api.api.auth import content_sha256
 from ledger_api.api.deps import CurrentAgency, ReadModelDep, StreamingAgency
-from ledger_api.errors import SignatureInvalid
+from ledger_api.documents import Cid
+from ledger_api.errors import DocumentNotFound, SignatureInvalid
 from ledger_api.index import ReadModel
 from ledger_api.verify import Verdict, gather_facts, verify
 
@@ -18,6 +19,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/verify", tags=["verify"])
 
+CidText = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{10,100}$", description="CID (Qm…, b…, z…)")]
 Sha256Hex = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="sha256 of the document, 0x-hex")]
 
 
@@ -76,6 +78,16 @@ async def verify_by_hash(
 ) -> VerdictPublic:
     """Run the checklist for a document the caller already hashed."""
     return _verdict(request, model, sha256)
+
+
+@router.get("/cid/{cid}", summary="Verify a document by the CID of its stored copy")
+async def verify_by_cid(cid: CidText, caller: CurrentAgency, model: ReadModelDep, request: Request) -> VerdictPublic:
+    """Find the anchor whose stored envelope / report / manifest has this CID and run the checklist
+    for its sha256; 404 ``document-not-found`` when no anchor names the CID (422 if it is not a CID)."""
+    anchors = model.documents_by_cid(Cid.parse(cid).to_bytes())
+    if not anchors:
+        raise DocumentNotFound(cid, "no anchor on the ledger names this CID")
+    return _verdict(request, model, anchors[0].sha256)
 
 
 @router.post(

@@ -37,6 +37,7 @@ from fastapi.routing import iter_route_contexts
 
 from ledger_api.api.auth import sign_request
 from ledger_api.client import ApiProblem, LedgerHttpClient
+from ledger_api.documents import Cid
 from tests.ledger_api.api.conftest import Service
 
 pytestmark = pytest.mark.integration
@@ -57,10 +58,12 @@ CALLERS: dict[str, str | None] = {
 }
 SIGNED_KINDS = tuple(kind for kind, label in CALLERS.items() if label is not None)
 
-#: Operations endpoints that are public (or guarded otherwise) and need no row.
+#: Operations endpoints that are public (or guarded otherwise) and the web pages (static files that hold
+#: no data: they call the routes below with the signed-in token) need no row.
 PUBLIC = {
     ("GET", "/health"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc"),
     ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/"), ("GET", "/verify"), ("GET", "/trader"), ("GET", "/auditor"), ("GET", "/static/{name}"),
 }  # fmt: skip
 
 # ---------------------------------------------------------------------------------------- the matrix
@@ -84,7 +87,10 @@ MATRIX: dict[tuple[str, str], tuple[Outcome, ...]] = {
     #                                                         owner trader customs xcustoms lab   risk  audit governor
     ("GET",    "/v1/verify/{sha256}"):                        (F,   F,     OK,     OK,      OK,   OK,   OK,   F),
     ("POST",   "/v1/verify"):                                 (F,   F,     OK,     OK,      OK,   OK,   OK,   F),
+    ("GET",    "/v1/evidence/{subject}"):                     (F,   F,     OK,     OK,      OK,   OK,   OK,   F),
+    ("GET",    "/v1/verify/cid/{cid}"):                       (F,   F,     OK,     OK,      OK,   OK,   OK,   F),
     ("GET",    "/v1/declarations"):                           (OK,  OK,    F,      F,       F,    F,    F,    F),
+    ("GET",    "/v1/declarations/mine"):                      (OK,  OK,    F,      F,       F,    F,    F,    F),
     ("POST",   "/v1/declarations"):                           (OK,  OK,    F,      F,       F,    F,    F,    F),
     ("GET",    D):                                            (OK,  DNF,   OK,     DNF,     DNF,  DNF,  DNF,  DNF),
     ("GET",    D + "/timeline"):                              (OK,  DNF,   OK,     DNF,     DNF,  DNF,  DNF,  DNF),
@@ -109,6 +115,8 @@ MATRIX: dict[tuple[str, str], tuple[Outcome, ...]] = {
     ("POST",   "/v1/tokens"):                                 (OK,  OK,    OK,     OK,      OK,   OK,   OK,   OK),
     ("GET",    "/v1/tokens"):                                 (OK,  OK,    OK,     OK,      OK,   OK,   OK,   OK),
     ("DELETE", "/v1/tokens/{token_id}"):                      (OK,  TNF,   TNF,    TNF,     TNF,  TNF,  TNF,  TNF),
+    ("GET",    "/v1/me"):                                     (OK,  OK,    OK,     OK,      OK,   OK,   OK,   OK),
+    ("GET",    "/v1/audit/report"):                           (F,   F,     F,      F,       F,    F,    OK,   F),
 }
 # fmt: on
 
@@ -125,6 +133,7 @@ class World:
 
     declaration_id: str
     document: bytes  # a supporting document of the declaration (sealed for the jurisdiction only)
+    document_cid: str  # the CID of its stored (sealed) copy
     tracking_id: str  # the owner's submission of the declaration
     stamp_id: str  # a LAB_TEST stamp by the lab on the declaration
     token_id: str  # an API token of the owner
@@ -176,13 +185,18 @@ def world(service: Service) -> World:
     service.until(lambda: any(e["name"] == "StampRecorded" for e in customs.timeline(declaration_id)))
 
     token_id: str = owner.mint_token(ttl_seconds=3600)["token_id"]
+    stored = owner.declaration(declaration_id)["documents"][0]["cid"]
+    report_path = service.settings.audit_report_path  # the auditor's latest replay report
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps({"report": "ledger-audit-replay/1", "ok": True, "findings": []}))
     proposer, approver = service.client("governor-1"), service.client("governor-2")
     open_id = int(proposer.propose(_roles("CONSORTIUM-AUDIT", "AUDITOR"))["proposal_id"])
     ready_id = int(proposer.propose(_roles("CONSORTIUM-RISK", "RISK_ORACLE"))["proposal_id"])
     approver.approve_proposal(ready_id)
     service.until(lambda: _visible(lambda: proposer.proposal(open_id)))
     return World(
-        declaration_id=declaration_id, document=document, tracking_id=submitted["tracking_id"],
+        declaration_id=declaration_id, document=document, document_cid=str(Cid.from_bytes(bytes.fromhex(stored[2:]))),
+        tracking_id=submitted["tracking_id"],
         stamp_id=stamp["stamp_id"], token_id=token_id, open_proposal=open_id, ready_proposal=ready_id,
         lab_address=service.address(CALLERS["lab"] or ""),
     )  # fmt: skip
@@ -235,7 +249,10 @@ def _probe(route: tuple[str, str], w: World) -> Probe:
     probes: dict[tuple[str, str], Callable[[], Probe]] = {
         ("GET", "/v1/verify/{sha256}"): lambda: Probe(f"/v1/verify/{doc}"),
         ("POST", "/v1/verify"): lambda: Probe("/v1/verify", w.document, "application/octet-stream"),
+        ("GET", "/v1/evidence/{subject}"): lambda: Probe(f"/v1/evidence/{doc}"),
+        ("GET", "/v1/verify/cid/{cid}"): lambda: Probe(f"/v1/verify/cid/{w.document_cid}"),
         ("GET", "/v1/declarations"): lambda: Probe("/v1/declarations"),
+        ("GET", "/v1/declarations/mine"): lambda: Probe("/v1/declarations/mine?limit=5"),
         ("POST", "/v1/declarations"): lambda: _declaration("/v1/declarations"),
         ("GET", D): lambda: Probe(f"/v1/declarations/{did}"),
         ("GET", D + "/timeline"): lambda: Probe(f"/v1/declarations/{did}/timeline"),
@@ -275,6 +292,8 @@ def _probe(route: tuple[str, str], w: World) -> Probe:
         ("POST", "/v1/tokens"): lambda: _json("/v1/tokens", {"ttl_seconds": 60}),
         ("GET", "/v1/tokens"): lambda: Probe("/v1/tokens"),
         ("DELETE", "/v1/tokens/{token_id}"): lambda: Probe(f"/v1/tokens/{w.token_id}"),
+        ("GET", "/v1/me"): lambda: Probe("/v1/me"),
+        ("GET", "/v1/audit/report"): lambda: Probe("/v1/audit/report"),
     }
     return probes[route]()
 

@@ -4,6 +4,7 @@ everything completes when the node comes back."""
 from __future__ import annotations
 
 import hashlib
+import time
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from ledger_api.chain.keystore import Keystore
 from ledger_api.chain.node import AnvilNode
 from ledger_api.client import LedgerHttpClient
 from ledger_api.config import Settings
+from tests._support.recovery import record_recovery
 from tests.ledger_api.api.conftest import Service, serve
 
 pytestmark = pytest.mark.integration
@@ -52,8 +54,11 @@ def test_writes_queue_and_reads_continue_while_the_node_is_down(deployed: tuple[
             assert verdict["status"] != "NOT_ANCHORED"  # served from the index, marked as possibly stale
 
             assert node.start()
+            back = time.monotonic()
             assert trader.wait_settled(second["tracking_id"], timeout=60)["status"] == "final"
             assert helper.until(lambda: httpx.get(f"{base}/health").json()["status"] == "ok")
+            record_recovery("node down under the service (queued write final, health ok)", time.monotonic() - back,
+                            bound=30.0)  # fmt: skip
             did = second["declaration_id"]
             ids = helper.until(lambda: [x for d in trader.declarations() if (x := d["declaration_id"]) == did])
             assert ids == [did]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +17,7 @@ from ledger_api.chain.artifacts import load_artifact
 from ledger_api.chain.deploy import Deployment, agency_id_bytes
 from ledger_api.chain.keystore import Keystore
 from ledger_api.config import Settings
+from ledger_api.errors import EvidenceError
 
 pytestmark = pytest.mark.integration
 BASE = "http://ledger.test"
@@ -75,3 +78,54 @@ def test_agencies_verify_documents_by_hash_and_by_upload(deployed: tuple[Setting
         bad = f"{BASE}/v1/verify/not-a-hash"
         refused = client.get(bad, headers=sign_request(method="GET", url=bad, headers={}, body=b"", private_key=lab))
         assert refused.status_code == 422 and refused.json()["code"] == "invalid-request"
+
+
+def test_evidence_bundles_over_http_verify_offline_and_refusals_are_problems(
+    deployed: tuple[Settings, Deployment],
+) -> None:
+    from ledger_api.api.routes import evidence as evidence_route
+    from ledger_api.verify.evidence import TrustedDeployment, verify_bundle
+
+    settings, record = deployed
+    keys = Keystore.from_settings(settings)
+    w3 = Web3(Web3.HTTPProvider(settings.effective_rpc_url))
+    ledger = w3.eth.contract(address=record.ledger, abi=load_artifact("ClearanceLedger").abi)
+    trader = keys.signer("trader-tj-electronics")
+    declaration = hashlib.sha256(b"canonical declaration LRN-43").digest()
+    invoice_sha = hashlib.sha256(INVOICE).digest()
+    call = ledger.functions.submitDeclaration(
+        agency_id_bytes("CN-TJ-CUSTOMS"), hashlib.sha256(b"LRN-43").digest(), declaration,
+        _cid(b"envelope"), [(1, invoice_sha, _cid(INVOICE))],
+    )  # fmt: skip
+    tx = call.build_transaction({"from": trader.address, "nonce": 0, "chainId": record.chain_id})
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(trader.sign_transaction(tx).raw_transaction))
+
+    partner = bytes(keys.signer("nl-rtm-customs-signer-0").key)
+
+    def get(client: TestClient, path: str, key: bytes = partner) -> Any:
+        url = f"{BASE}{path}"
+        return client.get(url, headers=sign_request(method="GET", url=url, headers={}, body=b"", private_key=key))
+
+    with TestClient(build_service(settings, record, writes=False), base_url=BASE) as client:
+        answer = get(client, f"/v1/evidence/0x{invoice_sha.hex()}")
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/json")
+        assert "attachment" in answer.headers["content-disposition"]
+        bundle = answer.content
+        last = int(json.loads(bundle)["blocks"][-1]["header"]["number"], 16)
+        trusted = w3.eth.get_block(last)["hash"].to_0x_hex()  # from our own node, not from the bundle
+        report = verify_bundle(
+            bundle, trusted_block=trusted, document=INVOICE,
+            deployment=TrustedDeployment(chain_id=record.chain_id, registry=record.registry, ledger=record.ledger,
+                                         deployment_block=record.deployment_block),
+        )  # fmt: skip
+        assert report is not None
+        with pytest.raises(EvidenceError):
+            verify_bundle(bundle, trusted_block=trusted, document=INVOICE.replace(b"18,400", b"1,840"))
+
+        unknown = get(client, f"/v1/evidence/0x{'00' * 32}")
+        assert unknown.status_code == 404 and unknown.json()["code"] == "evidence-export"
+        assert get(client, f"/v1/evidence/0x{invoice_sha.hex()}", bytes(trader.key)).json()["code"] == "forbidden"
+
+        with evidence_route._EXPORTING:  # another export in progress
+            busy = get(client, f"/v1/evidence/0x{invoice_sha.hex()}")
+        assert busy.status_code == 503 and busy.json()["code"] == "export-busy" and busy.headers["retry-after"]
