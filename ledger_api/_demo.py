@@ -398,8 +398,8 @@ class _Scenario:
         self.green_consignment()
         self.seizure()
         self.amendment()
-        self.tamper(released)
-        self.audit()
+        tampered = self.tamper(released)
+        self.audit(tampered)
 
     def food_consignment(self) -> dict[str, Any]:
         """Declaration with three documents → channel → acceptance → stamps (one relayed) → release."""
@@ -583,8 +583,9 @@ class _Scenario:
             new["status"],
         )
 
-    def tamper(self, released: dict[str, Any]) -> None:
-        """SIMULATED ATTACK: flip a byte of a stored envelope; the integrity watch raises an alert."""
+    def tamper(self, released: dict[str, Any]) -> str:
+        """SIMULATED ATTACK: flip a byte of a stored envelope; the integrity watch raises an alert.
+        Returns the tampered document's sha256."""
         from ledger_api._jsipfs import JsIpfs
         from ledger_api.documents import Cid, LocalStore
 
@@ -662,6 +663,7 @@ class _Scenario:
             )
         else:
             raise self.fail("the service served the tampered document")
+        return str(sha256)
 
     def _integrity_finding(self, sha256: str) -> str | None:
         """The integrity watch's finding key on ``sha256``, from its status endpoint (``None`` if none yet)."""
@@ -669,14 +671,16 @@ class _Scenario:
         keys: list[str] = status.get("details", {}).get("finding_keys", [])
         return next((key for key in keys if f":{sha256.lower()}:" in key.lower()), None)
 
-    def audit(self) -> None:
-        """The auditor replays every event from deployment and prints the verdict."""
-        from ledger_api.audit import DeclarationReader, replay, write_report
+    def audit(self, tampered: str) -> None:
+        """The auditor replays every event from deployment, re-derives the channels, re-fetches every
+        anchored document, and prints the verdict: the tampered document must be the only finding."""
+        from ledger_api.audit import DeclarationReader, DocumentCheck, replay, write_report
         from ledger_api.documents import VAULT_FILE, AgencyPrivateKey, VaultKeyrings, content_store
 
         # The auditor opens the declarations shared with it (its X25519 key, the sealing vault's key
         # wraps) so every channel is re-derived from its anchored rule set and the declaration content.
         label = AUDITOR.lower()
+        store = content_store(self.settings)
         keyrings = VaultKeyrings(self.settings.var_dir / VAULT_FILE)
         try:
             reader = (
@@ -686,31 +690,39 @@ class _Scenario:
                 if self.keystore.has_encryption_key(label)
                 else None
             )
+            documents = DocumentCheck({"ipfs" if self.settings.ipfs_api else "embedded": store}, reader=reader)
             report = replay(
-                self.rpc_url, self.deployment, rule_store=content_store(self.settings), reader=reader, progress=None
+                self.rpc_url, self.deployment, rule_store=store, reader=reader, document_check=documents, progress=None
             )
         finally:
             keyrings.close()
         path = self.settings.var_dir / "audit" / "report.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_report(report, str(path))
-        alerts = report.events_by_name.get("AlertRaised", 0)
         channels = report.checks.get("channel-rule-set", {}).get("verdicts", {})
+        codes = sorted({f.code for f in report.errors})
+        found = [f for f in report.errors if tampered.lower() in json.dumps(f.to_json()).lower()]
         verdict = "OK" if report.ok else "FAILED"
         self.step(
             "CONSORTIUM-AUDIT auditor",
-            f"replays {report.throughput.events} events (blocks {report.from_block}..{report.to_block}), "
-            f"digest {'=' if report.digest_match else '≠'} views, {len(report.errors)} errors, "
-            f"{len(report.findings) - len(report.errors)} warnings, {alerts} alert(s), channels re-derived "
-            f"{json.dumps(channels, sort_keys=True)}; report",
+            f"replays {report.throughput.events} events (blocks {report.from_block}..{report.to_block}), digest "
+            f"{'=' if report.digest_match else '≠'} views, channels re-derived {json.dumps(channels, sort_keys=True)}, "
+            f"every document re-fetched; errors {codes or 'none'}, "
+            f"{len(report.findings) - len(report.errors)} warnings; report",
             str(path),
             verdict,
             ok=report.ok,
             errors=[f.code for f in report.errors],
             channels=channels,
+            tampered_found=bool(found),
         )
-        if not report.ok:
-            raise DemoStepFailed(f"the audit replay found problems: {sorted(report.codes())} (see {path})")
+        if report.digest_match is not True or codes != ["document-tampered"] or not found:
+            raise DemoStepFailed(
+                f"the audit replay should find exactly the tampered document(s) {_short(tampered)}; it found "
+                f"{codes} (digest match: {report.digest_match}; see {path})"
+            )
+        self.step("CONSORTIUM-AUDIT auditor", "verdict: the tampered certificate of origin is the finding:",
+                  _short(tampered), "as expected")  # fmt: skip
 
 
 def _sha256(content: bytes) -> bytes:
