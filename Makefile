@@ -1,5 +1,6 @@
 # Customs document-provenance ledger — developer entry points.
-#   make run    set everything up, start the embedded anvil, deploy + bootstrap once, print addresses
+#   make run    set everything up, then `ledger run`: anvil, deploy + bootstrap once, API + oracles, until Ctrl-C
+#   make demo   the demo scenario against a running `make run` (`ledger demo`)
 #   make test   set everything up and run every test suite (contracts under brownie, then Python)
 # Everything is installed from PyPI / npm only; targets are idempotent (stamp files).
 
@@ -9,7 +10,7 @@ VENV := .venv
 BVENV := .venv-brownie
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: dev run test test-contracts test-python artifacts artifacts-check gas lint bench clean stop ipfs-tools browser-tools
+.PHONY: dev run demo test test-contracts test-python artifacts artifacts-check gas lint bench clean stop ipfs-tools browser-tools
 
 dev: node_modules/.installed $(VENV)/.installed $(BVENV)/.installed ipfs-tools browser-tools
 	@$(VENV)/bin/python scripts/toolchain/install_solc.py >/dev/null
@@ -44,8 +45,10 @@ browser-tools:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; }
 
 run: dev
-	$(VENV)/bin/ledger up
-	$(VENV)/bin/ledger serve --host 127.0.0.1 --port $(or $(PORT),8000)
+	$(VENV)/bin/ledger run --host 127.0.0.1 --port $(or $(PORT),8000) $(if $(ORACLE_PORTS),--oracle-ports $(ORACLE_PORTS))
+
+demo:
+	$(VENV)/bin/ledger demo
 
 stop:
 	$(VENV)/bin/ledger node stop

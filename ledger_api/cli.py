@@ -21,6 +21,8 @@ __all__ = ["main", "run_command"]
 #: Command-group modules, in the order they appear in ``ledger --help``.
 _GROUPS = (
     "ledger_api._cli.node",
+    "ledger_api._cli.run",
+    "ledger_api._cli.demo",
     "ledger_api._cli.documents",
     "ledger_api._cli.batch",
     "ledger_api._cli.api",
