@@ -481,27 +481,37 @@ def _agency_code(agency_id: str) -> str:
 
 def subject_topics(events: Sequence[DecodedEvent], sha256: str, batch_root: str | None = None) -> set[str]:
     """The 32-byte words whose ledger logs concern the subject: its sha256, the declaration versions
-    it belongs to (the amendment chain both ways), the declarant (alerts) and the batch root; a
-    fixpoint over ``events``."""
+    it belongs to (the amendment chain both ways), the declarant (alerts) and the batch root — the
+    closure over ``events``, computed with a worklist (linear in the events, however long the
+    amendment chain)."""
+    edges: list[set[str]] = []  # what an event adds once any of its trigger words concerns the subject
+    by_trigger: dict[str, list[int]] = {}
+    for e in events:
+        if e.contract != "ClearanceLedger":
+            continue
+        args = e.args
+        if e.name in ("DeclarationSubmitted", "DeclarationAmended"):
+            ids = {i for i in (args["declarationId"], args.get("previousId", "")) if i}
+            triggers = ids | {d["sha256"] for d in args["documents"]}
+            adds = ids | {_pad(args["declarant"])}
+        elif e.name == "StampRecorded":
+            triggers, adds = {args["stampId"]}, {args["declarationId"]}
+        else:
+            continue
+        edges.append(adds)
+        for word in triggers:
+            by_trigger.setdefault(word, []).append(len(edges) - 1)
     words = {sha256} | ({batch_root} if batch_root else set())
-    changed = True
-    while changed:
-        changed = False
-        found: set[str] = set()
-        for e in events:
-            if e.contract != "ClearanceLedger":
+    pending = list(words)
+    fired: set[int] = set()
+    while pending:
+        for edge in by_trigger.get(pending.pop(), ()):
+            if edge in fired:
                 continue
-            args = e.args
-            if e.name in ("DeclarationSubmitted", "DeclarationAmended"):
-                ids = {args["declarationId"], args.get("previousId", "")}
-                docs = {d["sha256"] for d in args["documents"]}
-                if words & (ids | docs):
-                    found |= {i for i in ids if i} | {_pad(args["declarant"])}
-            elif e.name == "StampRecorded" and args["stampId"] in words:
-                found.add(args["declarationId"])
-        if not found <= words:
-            words |= found
-            changed = True
+            fired.add(edge)
+            for word in edges[edge] - words:
+                words.add(word)
+                pending.append(word)
     return words
 
 

@@ -153,3 +153,33 @@ def test_a_chain_without_the_subject_fails_at_the_subject_step() -> None:
     with pytest.raises(EvidenceInvalid) as failed:
         verify_bundle(canonical_bundle(bundle), trusted_block="latest")
     assert failed.value.step == 3
+
+
+def test_subject_topics_follow_a_long_amendment_chain_both_ways() -> None:
+    """Every version of a 3,000-version amendment chain, its declarant and a stamp of the last version
+    concern a document listed only by version 1 (the closure is a worklist: linear in the events)."""
+    from ledger_api.chain.events import DecodedEvent
+    from ledger_api.verify.evidence import subject_topics
+
+    def word(n: int) -> str:
+        return "0x" + n.to_bytes(32, "big").hex()
+
+    declarant = "0x" + "ab" * 20
+    document, stamp, unrelated = word(10**9), word(10**9 + 1), word(10**9 + 2)
+    events = []
+    for version in range(1, 3001):
+        name = "DeclarationSubmitted" if version == 1 else "DeclarationAmended"
+        args = {"declarationId": word(version), "declarant": declarant,
+                "documents": [{"sha256": document}] if version == 1 else []}  # fmt: skip
+        if version > 1:
+            args["previousId"] = word(version - 1)
+        events.append(DecodedEvent("ClearanceLedger", name, "0x0", version, "0x", "0x", 0, args))
+    events.append(DecodedEvent("ClearanceLedger", "StampRecorded", "0x0", 3001, "0x", "0x", 0,
+                               {"stampId": stamp, "declarationId": word(3000)}))  # fmt: skip
+    events.append(DecodedEvent("ClearanceLedger", "DeclarationSubmitted", "0x0", 3002, "0x", "0x", 0,
+                               {"declarationId": unrelated, "declarant": declarant, "documents": []}))  # fmt: skip
+    words = subject_topics(events, document)
+    assert {word(v) for v in range(1, 3001)} <= words and document in words
+    assert "0x" + "00" * 12 + "ab" * 20 in words  # the declarant (alerts on the trader)
+    assert unrelated not in words and stamp not in words  # the stamp names a version; it is not a subject
+    assert subject_topics(events, stamp) >= {stamp, word(3000), word(1)}  # a stamp report leads to its chain
