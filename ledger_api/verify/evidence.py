@@ -63,6 +63,7 @@ from ledger_api.chain.events import DecodedEvent, EventDecoder, EventSpec
 from ledger_api.chain.typed_data import recover_typed_data
 from ledger_api.documents import StandardMerkleTree
 from ledger_api.errors import BundleTooLarge, EvidenceInvalid, LedgerError, MalformedBundle
+from ledger_api.hashing import strict_json
 from ledger_api.index import (
     AlertView,
     AnchorKind,
@@ -141,25 +142,12 @@ def canonical_bundle(bundle: Mapping[str, Any]) -> bytes:
     return (json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_bundle(data: bytes) -> dict[str, Any]:
     """Parse a bundle's bytes (step 1): size limit, strict JSON, canonical form, schema, hex forms."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleTooLarge(limit=MAX_BUNDLE_BYTES, seen=len(data))
     try:
-        parsed = json.loads(data, object_pairs_hook=_pairs, parse_constant=_reject_constant)
+        parsed = strict_json(data)
     except (ValueError, RecursionError) as exc:
         raise MalformedBundle(f"not strict JSON: {exc}") from exc
     if not isinstance(parsed, dict):
