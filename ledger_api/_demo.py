@@ -65,27 +65,6 @@ AUDITOR = "CONSORTIUM-AUDIT"
 #: Integrity-watch alert reason codes (docs/oracles/integrity.md).
 TAMPER_REASONS = {4101: "tampered", 4102: "missing", 4103: "commitment-mismatch"}
 
-_EIP712_TYPES = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
-    "Stamp": [
-        {"name": "declarationId", "type": "bytes32"},
-        {"name": "stampType", "type": "uint8"},
-        {"name": "result", "type": "uint8"},
-        {"name": "reportSha256", "type": "bytes32"},
-        {"name": "reportCid", "type": "bytes"},
-        {"name": "signer", "type": "address"},
-        {"name": "signedAt", "type": "uint64"},
-        {"name": "nonce", "type": "uint256"},
-        {"name": "deadline", "type": "uint256"},
-    ],
-}
-
-
 class DemoStepFailed(LedgerError):
     """A demo step's outcome was not the expected one."""
 
@@ -344,6 +323,7 @@ class _Scenario:
         from eth_account import Account
         from eth_account.messages import encode_typed_data
 
+        from ledger_api.chain.typed_data import stamp_typed_data
         from ledger_api.documents import Cid, content_store
 
         account = self.keystore.signer(label)
@@ -363,15 +343,10 @@ class _Scenario:
             "nonce": self._nonce(account.address),
             "deadline": signed_at + 3600,
         }
-        domain = {
-            "name": "ClearanceLedger",
-            "version": "1",
-            "chainId": self.deployment.chain_id,
-            "verifyingContract": self.deployment.ledger,
-        }
         typed = encode_typed_data(
-            full_message={"types": _EIP712_TYPES, "primaryType": "Stamp", "domain": domain, "message": message}
-        )
+            full_message=stamp_typed_data(chain_id=self.deployment.chain_id, ledger=self.deployment.ledger,
+                                          message=message)
+        )  # fmt: skip
         signature = bytes(Account.sign_message(typed, bytes(account.key)).signature)
         return {
             "declaration_id": declaration_id,

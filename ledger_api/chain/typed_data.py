@@ -16,7 +16,7 @@ from eth_account.signers.local import LocalAccount
 from eth_keys.exceptions import BadSignature
 from eth_utils.address import to_checksum_address
 
-__all__ = ["EIP712_DOMAIN_TYPE", "recover_typed_data", "sign_typed_data"]
+__all__ = ["EIP712_DOMAIN_TYPE", "STAMP_TYPES", "recover_typed_data", "sign_typed_data", "stamp_typed_data"]
 
 #: The ``EIP712Domain`` type every off-chain document of the ledger uses: bound to the chain and to a
 #: contract (the registry), so a signature is valid for exactly one deployment.
@@ -26,6 +26,29 @@ EIP712_DOMAIN_TYPE: list[dict[str, str]] = [
     {"name": "chainId", "type": "uint256"},
     {"name": "verifyingContract", "type": "address"},
 ]
+
+#: EIP-712 types of a stamp relayed by anyone (ClearanceLedger's ``_STAMP_TYPEHASH``).
+STAMP_TYPES: dict[str, list[dict[str, str]]] = {
+    "EIP712Domain": EIP712_DOMAIN_TYPE,
+    "Stamp": [
+        {"name": "declarationId", "type": "bytes32"}, {"name": "stampType", "type": "uint8"},
+        {"name": "result", "type": "uint8"}, {"name": "reportSha256", "type": "bytes32"},
+        {"name": "reportCid", "type": "bytes"}, {"name": "signer", "type": "address"},
+        {"name": "signedAt", "type": "uint64"}, {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ],
+}  # fmt: skip
+
+
+def stamp_typed_data(*, chain_id: int, ledger: str, message: Mapping[str, Any]) -> dict[str, Any]:
+    """The full EIP-712 document of a relayed stamp for the ClearanceLedger at ``ledger`` on ``chain_id``
+    (domain ``ClearanceLedger`` / ``1``): what an inspector signs and what ``relayStamp`` recovers."""
+    return {
+        "types": STAMP_TYPES,
+        "primaryType": "Stamp",
+        "domain": {"name": "ClearanceLedger", "version": "1", "chainId": chain_id, "verifyingContract": ledger},
+        "message": dict(message),
+    }
 
 _SECP256K1_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
 

@@ -60,7 +60,7 @@ from trie.hexary import HexaryTrie
 
 from ledger_api.chain.artifacts import load_artifact
 from ledger_api.chain.events import DecodedEvent, EventDecoder, EventSpec
-from ledger_api.chain.typed_data import recover_typed_data
+from ledger_api.chain.typed_data import recover_typed_data, stamp_typed_data
 from ledger_api.documents import StandardMerkleTree
 from ledger_api.errors import BundleTooLarge, EvidenceInvalid, LedgerError, MalformedBundle
 from ledger_api.hashing import strict_json
@@ -963,26 +963,8 @@ def _check_state(bundle: Mapping[str, Any], facts: Mapping[str, Any]) -> int:
 # ================================================================================ signatures (step 10)
 
 
-#: The EIP-712 types of a relayed stamp (ClearanceLedger._STAMP_TYPEHASH; domain "ClearanceLedger" / "1").
-_STAMP_TYPES: dict[str, list[dict[str, str]]] = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
-    ],
-    "Stamp": [
-        {"name": "declarationId", "type": "bytes32"}, {"name": "stampType", "type": "uint8"},
-        {"name": "result", "type": "uint8"}, {"name": "reportSha256", "type": "bytes32"},
-        {"name": "reportCid", "type": "bytes"}, {"name": "signer", "type": "address"},
-        {"name": "signedAt", "type": "uint64"}, {"name": "nonce", "type": "uint256"},
-        {"name": "deadline", "type": "uint256"},
-    ],
-}  # fmt: skip
-
-
 def _check_relayed_stamps(bundle: Mapping[str, Any], proven: _Proven, facts: Mapping[str, Any]) -> int:
     ledger = bundle["contracts"]["ledger"]
-    domain = {"name": "ClearanceLedger", "version": "1", "chainId": bundle["chain_id"],
-              "verifyingContract": to_checksum_address(ledger)}  # fmt: skip
     checked = 0
     for stamp in facts["stamps"]:
         if stamp["relayer"] == _ZERO_ADDRESS:
@@ -1004,14 +986,11 @@ def _check_relayed_stamps(bundle: Mapping[str, Any], proven: _Proven, facts: Map
                   str(signer).lower(), signed_at)  # fmt: skip
         if called != claimed:
             raise _fail(10, f"relayed stamp {stamp['stamp_id']}: the signed fields differ from the recorded stamp")
-        typed = {
-            "types": _STAMP_TYPES, "primaryType": "Stamp", "domain": domain,
-            "message": {
-                "declarationId": declaration_id, "stampType": stamp_type, "result": result,
-                "reportSha256": report_sha256, "reportCid": report_cid, "signer": to_checksum_address(signer),
-                "signedAt": signed_at, "nonce": nonce, "deadline": deadline,
-            },
-        }  # fmt: skip
+        typed = stamp_typed_data(chain_id=bundle["chain_id"], ledger=to_checksum_address(ledger), message={
+            "declarationId": declaration_id, "stampType": stamp_type, "result": result,
+            "reportSha256": report_sha256, "reportCid": report_cid, "signer": to_checksum_address(signer),
+            "signedAt": signed_at, "nonce": nonce, "deadline": deadline,
+        })  # fmt: skip
         try:
             recovered = recover_typed_data(typed, "0x" + bytes(signature).hex()).lower()
         except ValueError as exc:  # malformed or non-canonical (high s, bad v) signature
