@@ -13,11 +13,10 @@ import argparse
 import hashlib
 import json
 import sys
-import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ledger_api._cli._common import load_deployment, load_settings
+from ledger_api._cli._common import ProgressLine, load_deployment, load_settings
 
 __all__ = ["register"]
 
@@ -87,31 +86,6 @@ def _sha256(path: Path) -> bytes:
     return digest.digest()
 
 
-class _Bar:
-    """One progress line on a stream: done/total, rate, ETA (redrawn at most every 0.2 s)."""
-
-    def __init__(self, stream: IO[str] | None, total: int, unit: str) -> None:
-        self.stream, self.total, self.unit = stream, total, unit
-        self.started = self.shown = time.monotonic()
-
-    def update(self, done: int, *, final: bool = False) -> None:
-        if self.stream is None:
-            return
-        now = time.monotonic()
-        if not final and now - self.shown < 0.2:
-            return
-        self.shown = now
-        rate = done / max(now - self.started, 1e-9)
-        eta = (self.total - done) / rate if rate > 0 else 0.0
-        width = 30
-        filled = int(width * done / self.total) if self.total else width
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{self.total:,} {self.unit} "
-                          f"{rate:,.0f}/s ETA {eta:,.0f} s ")  # fmt: skip
-        if final:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
 def _anchor(args: argparse.Namespace) -> int:
     from ledger_api.chain import _tx_calls as calls
     from ledger_api.chain.client import LedgerClient
@@ -124,7 +98,7 @@ def _anchor(args: argparse.Namespace) -> int:
     deployment = load_deployment(settings)
     files = _files(args.paths)
     progress = None if args.quiet else sys.stderr
-    bar = _Bar(progress, len(files), "files")
+    bar = ProgressLine(progress, total=len(files), unit="files")
     digests: list[bytes] = []
     for n, (path, _) in enumerate(files, 1):
         digests.append(_sha256(path))

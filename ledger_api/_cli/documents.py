@@ -187,11 +187,21 @@ def _cmd_store_unpin(args: argparse.Namespace) -> int:
 
 
 def _cmd_store_export(args: argparse.Namespace) -> int:
+    from ledger_api._cli._common import ProgressLine
+
     store = _store(args)
     tmp = Path(args.output).with_name(Path(args.output).name + ".part")
+    line = ProgressLine(None if args.quiet else sys.stderr, total=None, unit="blocks")
+    seen = [0]
+
+    def progress(blocks: int, size: int) -> None:
+        seen[0] = blocks
+        line.update(blocks, extra=f"{size / 1e6:,.1f} MB")
+
     try:
         with open(tmp, "wb") as fh:
-            export_car(store, args.cid, fh)
+            written = export_car(store, args.cid, fh, progress=progress)
+        line.update(seen[0], final=True, extra=f"{written / 1e6:,.1f} MB written to {args.output}")
         os.replace(tmp, args.output)
     finally:
         tmp.unlink(missing_ok=True)
@@ -274,6 +284,7 @@ def register(subparsers: Any) -> None:
     exp = ssub.add_parser("export", help="write a document's DAG as a CARv1 file")
     exp.add_argument("cid", metavar="CID")
     exp.add_argument("-o", "--output", required=True, metavar="FILE.car")
+    exp.add_argument("--quiet", action="store_true", help="no progress on stderr")
     exp.set_defaults(handler=_cmd_store_export)
     imp = ssub.add_parser("import", help="import a CARv1 file (every block verified)")
     imp.add_argument("car", metavar="FILE.car")

@@ -10,7 +10,7 @@ section.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -121,8 +121,11 @@ class CarImport:
     blocks: int  #: number of blocks imported (each verified)
 
 
-def export_car(store: ContentStore, cid: str | Cid, out: IO[bytes]) -> int:
-    """Write the whole DAG of ``cid`` as a CARv1 stream; return the bytes written."""
+def export_car(
+    store: ContentStore, cid: str | Cid, out: IO[bytes], *, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Write the whole DAG of ``cid`` as a CARv1 stream; return the bytes written. ``progress`` is called
+    with (blocks written, bytes written) after each block."""
     root = Cid.parse(cid)
     header = _encode_header([root])
     written = out.write(varint(len(header)) + header) or 0
@@ -133,6 +136,8 @@ def export_car(store: ContentStore, cid: str | Cid, out: IO[bytes]) -> int:
         seen.add(block_cid.block_key)
         cid_bytes = block_cid.to_bytes()
         written += out.write(varint(len(cid_bytes) + len(block)) + cid_bytes + block) or 0
+        if progress is not None:
+            progress(len(seen), written)
     return written
 
 

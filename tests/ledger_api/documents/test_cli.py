@@ -107,7 +107,10 @@ def test_store_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert _run(capsys, "store", "--store", store, "get", cid, "-o", str(target))[0] == 0
     assert target.read_bytes() == content
     car = tmp_path / "doc.car"
-    assert _run(capsys, "store", "--store", store, "export", cid, "-o", str(car))[0] == 0
+    status, out, err = _run(capsys, "store", "--store", store, "export", cid, "-o", str(car))
+    assert status == 0 and out == ""  # progress goes to stderr, stdout stays clean
+    assert "4 blocks" in err and f"written to {car}" in err  # two full chunks, the tail, the root
+    assert _run(capsys, "store", "--store", store, "export", cid, "-o", str(car), "--quiet")[2] == ""
     other = str(tmp_path / "other")
     assert _run(capsys, "store", "--store", other, "import", str(car))[1].split() == [cid]
     assert _run(capsys, "store", "--store", other, "unpin", cid)[0] == 0
