@@ -54,6 +54,7 @@ __all__ = [
     "OracleState",
     "RunStatus",
     "configure_logging",
+    "listen",
     "log_event",
     "open_context",
     "read_status",
@@ -452,6 +453,17 @@ class JsonRequestHandler(BaseHTTPRequestHandler):
         return
 
 
+def listen(host: str, port: int, handler: type[BaseHTTPRequestHandler], *, what: str) -> ThreadingHTTPServer:
+    """An HTTP server bound to ``host:port``; a port that is taken (or an address that cannot be bound)
+    is a ConfigurationError saying which endpoint and what to change, not a traceback."""
+    try:
+        return ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port} for the {what}: {exc.strerror or exc} (choose another port)"
+        ) from exc
+
+
 class _HealthServer:
     """``GET /health`` (200 ok / 503 degraded) and ``GET /status`` (full report) on loopback."""
 
@@ -469,7 +481,7 @@ class _HealthServer:
                 body = status if path == "/status" else {k: status[k] for k in ("oracle", "agency", "state")}
                 self.send_json(code, body)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = listen(host, port, Handler, what="health endpoint")
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, name="oracle-health", daemon=True)
         self.thread.start()

@@ -32,7 +32,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,7 +47,15 @@ from ledger_api.documents import keccak256
 from ledger_api.errors import AttestationRejected, ChainError, ConfigurationError, ContractRevert
 from ledger_api.hashing import strict_json
 from ledger_api.outbox import EntryState, OutboxEntry
-from oracles._base import DEPENDENCY_ERRORS, JsonRequestHandler, Oracle, OracleContext, log_event, open_context
+from oracles._base import (
+    DEPENDENCY_ERRORS,
+    JsonRequestHandler,
+    Oracle,
+    OracleContext,
+    listen,
+    log_event,
+    open_context,
+)
 
 __all__ = [
     "REASONS",
@@ -777,7 +784,7 @@ class _FeedServer:
                     state = bridge.relay_state(match.group(1))
                 self.send_json(200 if state else 404, state or {"error": "not-found"})
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = listen(host, port, Handler, what="partner feed")
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, name="bridge-feed", daemon=True)

@@ -48,9 +48,14 @@ def _free_port() -> int:
 
 
 def _free_range(size: int) -> int:
-    """A base port with ``size`` consecutive free ports."""
+    """A base port with ``size`` consecutive free ports, below the kernel's ephemeral range (outgoing
+    connections take ports from that range at any moment: a block chosen there was taken once)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
     for _ in range(200):
-        base = random.randrange(20_000, 60_000)
+        base = random.randrange(10_000, max(10_001, low - size))
         if all(_free(base + i) for i in range(size)):
             return base
     raise RuntimeError("no free port range")

@@ -210,3 +210,21 @@ def test_standing_problems_make_the_health_endpoint_answer_503(contexts: Callabl
         stop.set()
         thread.join(30)
     assert result and result[0].state == "stopped" and result[0].last_error is None
+
+
+def test_a_taken_port_is_one_readable_configuration_error() -> None:
+    """The health endpoint / partner feed on a port another process holds: a ConfigurationError that
+    names the endpoint and the port (one line from the CLI), not a traceback."""
+    import socket
+    from http.server import BaseHTTPRequestHandler
+
+    from ledger_api.errors import ConfigurationError
+    from oracles._base import listen
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigurationError) as refused:
+            listen("127.0.0.1", port, BaseHTTPRequestHandler, what="health endpoint")
+    assert f"127.0.0.1:{port}" in str(refused.value) and "health endpoint" in str(refused.value)
