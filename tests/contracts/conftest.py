@@ -39,14 +39,15 @@ def _patient_transaction_lookup() -> Any:
     """Work around a brownie 1.22.2 / anvil race seen under CPU load: brownie's ``wait`` sees the
     sender's nonce advance, asks ``eth_getTransactionByHash`` once and, if anvil has not exposed the
     just-mined transaction yet, marks it "dropped without known replacement". Retry the lookup for up
-    to ~2 s before reporting it missing; a really dropped transaction is still reported."""
+    to ~10 s before reporting it missing (2 s was not always enough: 2 of 695 in a CI rehearsal on a
+    loaded machine); a really dropped transaction is still reported."""
     from brownie.network import web3
     from web3.exceptions import TransactionNotFound
 
     original = web3.eth.get_transaction
 
     def get_transaction(tx_hash: Any) -> Any:
-        for _ in range(40):
+        for _ in range(200):
             try:
                 return original(tx_hash)
             except TransactionNotFound:
