@@ -54,7 +54,8 @@ class LocalChain:
 @contextmanager
 def local_chain(tmp: Path, *, timeout: float = 120.0) -> Iterator[LocalChain]:
     """Start anvil under ``tmp`` on a free port, deploy and bootstrap the default consortium (keys in
-    ``tmp/keys``), and stop the node afterwards."""
+    ``tmp/keys``), and stop the node afterwards. anvil may still be writing its last state dump while
+    ``tmp`` is removed: callers create it with ``ignore_cleanup_errors=True``."""
     node = AnvilNode(state_dir=tmp / "anvil", port=free_port())
     node.start()
     try:

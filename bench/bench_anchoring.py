@@ -88,7 +88,7 @@ def main() -> None:
     hash_seconds = time.perf_counter() - t0
     hash_rate = args.docs / hash_seconds
 
-    with tempfile.TemporaryDirectory(prefix="bench-anchor-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="bench-anchor-", ignore_cleanup_errors=True) as tmp_name:
         tmp = Path(tmp_name)
         with local_chain(tmp) as chain:
             node, keystore, deployment = chain.node, chain.keystore, chain.deployment

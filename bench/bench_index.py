@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp_name, local_chain(Path(tmp_name)) as chain:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp_name, local_chain(Path(tmp_name)) as chain:
         _run(chain, Path(tmp_name), options.events, options.repeat, not options.no_write)
 
 

@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--baseline-events", type=int, default=20_000, help="events decoded by web3 (baseline)")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="bench-replay-", ignore_cleanup_errors=True) as tmp_name:
         with local_chain(Path(tmp_name), timeout=300) as chain:
             node, w3, keystore, deployment = chain.node, chain.w3, chain.keystore, chain.deployment
             t0 = time.perf_counter()

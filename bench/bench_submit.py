@@ -140,7 +140,7 @@ def main() -> None:
 
     fast_rate, slow_rate = bench_signing(5000)
     print(f"signing: coincurve {fast_rate:,.0f}/s, eth-account {slow_rate:,.0f}/s ({fast_rate / slow_rate:.1f}x)")
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp_name:
         tmp = Path(tmp_name)
         with local_chain(tmp) as chain:
             node, w3, keystore, deployment = chain.node, chain.w3, chain.keystore, chain.deployment
