@@ -7,6 +7,7 @@ import json
 import shutil
 from typing import Any
 
+from ledger_api._cli._common import load_settings
 from ledger_api.chain.deploy import Deployment, ensure_deployed
 from ledger_api.chain.node import AnvilNode
 from ledger_api.config import Settings
@@ -35,19 +36,12 @@ def register(subparsers: Any) -> None:
     reset.set_defaults(handler=_reset)
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
-        raise ConfigurationError(str(exc).splitlines()[0] if str(exc) else "invalid settings") from exc
-
-
 def _node(settings: Settings) -> AnvilNode:
     return AnvilNode(state_dir=settings.var_dir / "anvil", port=settings.anvil_port, binary=settings.anvil_binary)
 
 
 def _up(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = load_settings()
     record, created = ensure_deployed(settings)
     if args.json:
         print(json.dumps(_summary(record), indent=2))
@@ -72,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from ledger_api.api.service import build_service
 
-    settings = _settings()
+    settings = load_settings()
     record, _ = ensure_deployed(settings)
     print(f"ledger: serving the API on http://{args.host}:{args.port} (OpenAPI at /openapi.json)")
     uvicorn.run(build_service(settings, record), host=args.host, port=args.port, log_level="warning")
@@ -93,7 +87,7 @@ def _summary(record: Deployment) -> dict[str, Any]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    node = _node(_settings())
+    node = _node(load_settings())
     pid, chain_id = node.pid(), node.chain_id()
     if pid is None or chain_id is None:
         print(f"embedded node: not running (port {node.port})")
@@ -103,13 +97,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    stopped = _node(_settings()).stop()
+    stopped = _node(load_settings()).stop()
     print("embedded node stopped, state kept" if stopped else "embedded node was not running")
     return 0
 
 
 def _reset(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = load_settings()
     if not args.yes:
         raise ConfigurationError("`ledger node reset` deletes the embedded chain; repeat with --yes")
     _node(settings).stop()

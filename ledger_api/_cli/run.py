@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ledger_api._cli._common import load_settings
 from ledger_api._jsipfs import JsIpfs
 from ledger_api._supervisor import ChildSpec, Supervisor
 from ledger_api.chain.consortium import ConsortiumSpec, default_consortium
@@ -82,13 +83,6 @@ def register(subparsers: Any) -> None:
         help="content store: a local js-ipfs daemon (repo var/ipfs, API on BASE+10) instead of var/store",
     )
     run.set_defaults(handler=_run)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
-        raise ConfigurationError(str(exc).splitlines()[0] if str(exc) else "invalid settings") from exc
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -171,7 +165,7 @@ def _banner(
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = load_settings()
     if not settings.embedded:
         raise ConfigurationError(
             "`ledger run` runs the embedded consortium; against an external node (LEDGER_RPC_URL) start each "

@@ -28,20 +28,27 @@ def _cid(data: bytes) -> bytes:
     return bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
 
 
-def test_agencies_verify_documents_by_hash_and_by_upload(deployed: tuple[Settings, Deployment]) -> None:
-    settings, record = deployed
-    keys = Keystore.from_settings(settings)
+def _anchor_invoice(settings: Settings, record: Deployment, reference: str) -> tuple[Web3, Any, bytes, bytes]:
+    """Submit a declaration listing INVOICE straight to the contract (trader key, nonce 0); returns
+    (w3, the trader account, the declaration id, the invoice's sha256)."""
     w3 = Web3(Web3.HTTPProvider(settings.effective_rpc_url))
     ledger = w3.eth.contract(address=record.ledger, abi=load_artifact("ClearanceLedger").abi)
-    trader = keys.signer("trader-tj-electronics")
-    declaration = hashlib.sha256(b"canonical declaration LRN-42").digest()
+    trader = Keystore.from_settings(settings).signer("trader-tj-electronics")
+    declaration = hashlib.sha256(f"canonical declaration {reference}".encode()).digest()
     invoice_sha = hashlib.sha256(INVOICE).digest()
     call = ledger.functions.submitDeclaration(
-        agency_id_bytes("CN-TJ-CUSTOMS"), hashlib.sha256(b"LRN-42").digest(), declaration,
+        agency_id_bytes("CN-TJ-CUSTOMS"), hashlib.sha256(reference.encode()).digest(), declaration,
         _cid(b"envelope"), [(1, invoice_sha, _cid(INVOICE))],
     )  # fmt: skip
     tx = call.build_transaction({"from": trader.address, "nonce": 0, "chainId": record.chain_id})
     w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(trader.sign_transaction(tx).raw_transaction))
+    return w3, trader, declaration, invoice_sha
+
+
+def test_agencies_verify_documents_by_hash_and_by_upload(deployed: tuple[Settings, Deployment]) -> None:
+    settings, record = deployed
+    keys = Keystore.from_settings(settings)
+    w3, trader, declaration, invoice_sha = _anchor_invoice(settings, record, "LRN-42")
 
     lab = bytes(keys.signer("cn-tj-ciq-lab-signer-0").key)
     with TestClient(build_service(settings, record), base_url=BASE) as client:
@@ -88,17 +95,7 @@ def test_evidence_bundles_over_http_verify_offline_and_refusals_are_problems(
 
     settings, record = deployed
     keys = Keystore.from_settings(settings)
-    w3 = Web3(Web3.HTTPProvider(settings.effective_rpc_url))
-    ledger = w3.eth.contract(address=record.ledger, abi=load_artifact("ClearanceLedger").abi)
-    trader = keys.signer("trader-tj-electronics")
-    declaration = hashlib.sha256(b"canonical declaration LRN-43").digest()
-    invoice_sha = hashlib.sha256(INVOICE).digest()
-    call = ledger.functions.submitDeclaration(
-        agency_id_bytes("CN-TJ-CUSTOMS"), hashlib.sha256(b"LRN-43").digest(), declaration,
-        _cid(b"envelope"), [(1, invoice_sha, _cid(INVOICE))],
-    )  # fmt: skip
-    tx = call.build_transaction({"from": trader.address, "nonce": 0, "chainId": record.chain_id})
-    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(trader.sign_transaction(tx).raw_transaction))
+    w3, trader, declaration, invoice_sha = _anchor_invoice(settings, record, "LRN-43")
 
     partner = bytes(keys.signer("nl-rtm-customs-signer-0").key)
 
